@@ -1,0 +1,180 @@
+//! Command-line entry points. `main.rs` only calls [`run`].
+//!
+//! Errors are one static line on stderr plus, at most, a path or flag the operator typed; never
+//! any of the text being scrubbed.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::scrub::{KindSet, Policy, Scrubber, Style, Utf8Input, Vault};
+
+/// Read size for `lethe scrub`; output follows each read.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lethe",
+    version,
+    about = "Zero-log PII and secret scrubbing for LLM traffic"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Scrub stdin to stdout as it streams (UTF-8 text; lines are preserved).
+    Scrub(ScrubArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ScrubArgs {
+    /// Comma-separated types to detect (credit_card, ssn, email, phone, ip_address, iban,
+    /// api_key, jwt, private_key, dictionary), or `all`.
+    #[arg(long, value_name = "LIST", value_parser = parse_types)]
+    types: Option<KindSet>,
+    /// Masking style for every type; by default cards are masked and the rest labelled.
+    #[arg(long, value_name = "mask|label|placeholder", value_parser = parse_style)]
+    style: Option<Style>,
+    /// File with one dictionary term per line (customer names, code names).
+    #[arg(long, value_name = "FILE")]
+    dictionary: Option<PathBuf>,
+}
+
+fn parse_types(list: &str) -> Result<KindSet, String> {
+    KindSet::parse_list(list).map_err(|e| e.to_string())
+}
+
+fn parse_style(name: &str) -> Result<Style, String> {
+    Style::parse(name).ok_or_else(|| "expected mask, label or placeholder".to_owned())
+}
+
+/// Runs the command line `args` (program name first) and returns the process exit code.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    install_panic_hook();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = write!(io::stdout(), "{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let line = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments");
+            fail(&format!("lethe: {}", line.trim_start_matches("error: ")));
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Scrub(args) => scrub(args),
+    }
+}
+
+fn fail(line: &str) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
+/// A panic prints one static line: its payload could carry content.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|_| {
+        let _ = writeln!(io::stderr(), "lethe: internal error");
+    }));
+}
+
+fn scrub(args: ScrubArgs) -> ExitCode {
+    let mut policy = Policy::default();
+    if let Some(kinds) = args.types {
+        policy = policy.with_kinds(kinds);
+    }
+    if let Some(style) = args.style {
+        policy = policy.with_style(style);
+    }
+    if let Some(path) = &args.dictionary {
+        let Ok(terms) = std::fs::read_to_string(path) else {
+            fail(&format!("lethe: cannot read dictionary {}", path.display()));
+            return ExitCode::from(2);
+        };
+        policy = policy.with_terms(terms.lines().map(str::trim).filter(|t| !t.is_empty()));
+    }
+    let scrubber = match Scrubber::new(&policy) {
+        Ok(s) => s,
+        Err(e) => {
+            fail(&format!("lethe: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    match scrub_stream(&scrubber, &mut io::stdin().lock(), &mut io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ScrubError::InvalidUtf8) => {
+            fail("lethe: input is not valid UTF-8");
+            ExitCode::from(1)
+        }
+        Err(ScrubError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(ScrubError::Io(_)) => {
+            fail("lethe: cannot read stdin or write stdout");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Why `scrub_stream` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrubError {
+    /// The input is not UTF-8.
+    #[error("input is not valid UTF-8")]
+    InvalidUtf8,
+    /// Reading or writing failed.
+    #[error("I/O error")]
+    Io(#[from] io::Error),
+}
+
+/// Scrubs `input` to `output` as it reads: each read is scrubbed, written and flushed before the
+/// next, so memory stays bounded by the read size plus the hold-back.
+pub fn scrub_stream(
+    scrubber: &Scrubber,
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+) -> Result<(), ScrubError> {
+    let mut vault = Vault::new();
+    let mut stream = scrubber.stream();
+    let mut utf8 = Utf8Input::new();
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; READ_CHUNK]);
+    let mut write_err: Option<io::Error> = None;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        utf8.feed(&buf[..n], &mut |text| {
+            if write_err.is_none() {
+                if let Err(e) = output.write_all(stream.push(text, &mut vault).as_bytes()) {
+                    write_err = Some(e);
+                }
+            }
+        })
+        .map_err(|_| ScrubError::InvalidUtf8)?;
+        if let Some(e) = write_err.take() {
+            return Err(e.into());
+        }
+        output.flush()?;
+    }
+    utf8.finish().map_err(|_| ScrubError::InvalidUtf8)?;
+    output.write_all(stream.finish(&mut vault).as_bytes())?;
+    output.flush()?;
+    Ok(())
+}

@@ -1,0 +1,1032 @@
+//! Candidate detection and resolution: the part of the scrubber that decides what is sensitive.
+//!
+//! # Design
+//!
+//! [`Engine::scan`] looks at a window of text that may not be complete yet (`eof == false`).
+//! Triggers (a digit run, an `@`, a secret prefix, a dictionary term) start small parsers. A parser
+//! reads through [`Hay`], which answers "need more" instead of guessing when it is asked for a byte
+//! past the end of a window that may still grow. So every answer a parser gives is final: it is the
+//! one it would give with the whole text in hand.
+//!
+//! A scan then resolves candidates leftmost-first, longest-first, and stops at the *frontier*: the
+//! first position that is either the start of an undecided candidate or a byte that a trigger still
+//! to come could reach back to (the tail of a word that may yet meet `@`, two letters that may yet
+//! open an IBAN, a partial secret prefix or dictionary term). Everything before the frontier is
+//! decided for good; this is what makes streamed output equal one-shot output.
+//!
+//! # Limits
+//!
+//! A parser reads back at most [`MAX_BACKTRACK`] bytes from its trigger and forward at most the
+//! longest finite pattern ([`JWT_MAX`]). A PEM private key is the exception: from its `BEGIN` line
+//! the scan drops text until the matching `END` line, however long, holding back only enough bytes
+//! to recognise an `END` line that is cut in two.
+
+use std::cmp::Reverse;
+use std::ops::Range;
+
+use aho_corasick::AhoCorasick;
+
+use super::dictionary::Dictionary;
+use super::secrets::{self, SecretFormat};
+use super::validate;
+use super::{Kind, KindSet, PolicyError};
+
+/// Longest distance from a trigger back to the start of its candidate (an e-mail local part).
+pub(crate) const MAX_BACKTRACK: usize = 64;
+/// Bytes of already released text a stream keeps for the left context of the next candidates.
+pub(crate) const CONTEXT: usize = 256;
+/// Longest JWT masked as one; the longest finite pattern.
+pub(crate) const JWT_MAX: usize = 16 * 1024;
+/// Longest e-mail local part (RFC 5321).
+const LOCAL_MAX: usize = 64;
+/// Longest e-mail domain (RFC 1035).
+const DOMAIN_MAX: usize = 253;
+/// How far back a context word ("ssn", "phone", "version") may stand.
+const CONTEXT_WINDOW: usize = 32;
+
+/// Byte classes, as bit flags in [`CLASS`].
+const DIGIT: u8 = 1;
+const ALPHA: u8 = 2;
+const HEX: u8 = 4;
+/// Characters of an e-mail local part.
+const LOCAL: u8 = 8;
+/// Characters a trigger still to come may reach back over: see [`Engine::frontier`].
+const HOLD: u8 = 16;
+/// Base64url, the alphabet of JWT segments and most tokens.
+const B64URL: u8 = 32;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut f = 0;
+        if c.is_ascii_digit() {
+            f |= DIGIT | HEX | LOCAL | HOLD | B64URL;
+        }
+        if c.is_ascii_alphabetic() {
+            f |= ALPHA | LOCAL | HOLD | B64URL;
+        }
+        if c.is_ascii_hexdigit() {
+            f |= HEX;
+        }
+        if matches!(c, b'.' | b'_' | b'%' | b'+' | b'-') {
+            f |= LOCAL | HOLD;
+        }
+        if matches!(c, b'_' | b'-') {
+            f |= B64URL;
+        }
+        if matches!(c, b':' | b'(') {
+            f |= HOLD;
+        }
+        t[i] = f;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+fn is(c: u8, class: u8) -> bool {
+    CLASS[c as usize] & class != 0
+}
+
+#[inline]
+fn is_digit(c: u8) -> bool {
+    c.is_ascii_digit()
+}
+
+#[inline]
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// A candidate match: `kind` at `start..end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) kind: Kind,
+}
+
+/// What a scan hands its sink: a range to replace with a masked `kind`, or (for the body of a
+/// private key) a range to drop. Ranges come in order and never overlap.
+pub(crate) struct Piece {
+    pub(crate) range: Range<usize>,
+    pub(crate) replace: Option<Kind>,
+}
+
+/// What a scan carries from one window to the next.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ScanState {
+    /// End of the last masked or dropped range; no candidate may start before it.
+    pub(crate) last_end: usize,
+    /// Inside a private-key block: drop text until its `END` line.
+    pub(crate) in_private_key: bool,
+}
+
+impl ScanState {
+    /// Shifts positions after the first `cut` bytes of the window were discarded.
+    pub(crate) fn shift(&mut self, cut: usize) {
+        self.last_end = self.last_end.saturating_sub(cut);
+    }
+}
+
+/// A parser asked for a byte past the end of a window that may still grow.
+pub(crate) struct NeedMore;
+
+type Parse = Result<Option<usize>, NeedMore>;
+
+/// A window of text for parsers: reading past its end is an answer only at end of input.
+pub(crate) struct Hay<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) b: &'a [u8],
+    pub(crate) eof: bool,
+}
+
+impl<'a> Hay<'a> {
+    pub(crate) fn new(text: &'a str, eof: bool) -> Hay<'a> {
+        Hay {
+            text,
+            b: text.as_bytes(),
+            eof,
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Result<Option<u8>, NeedMore> {
+        match self.b.get(i) {
+            Some(&c) => Ok(Some(c)),
+            None if self.eof => Ok(None),
+            None => Err(NeedMore),
+        }
+    }
+
+    #[inline]
+    fn prev(&self, i: usize) -> Option<u8> {
+        i.checked_sub(1).and_then(|j| self.b.get(j).copied())
+    }
+
+    /// End of the run of bytes in `class` from `i`, reading at most `max + 1` bytes; a result
+    /// further than `max` from `i` means the run is too long.
+    #[inline]
+    fn run(&self, i: usize, max: usize, class: impl Fn(u8) -> bool) -> Result<usize, NeedMore> {
+        let mut j = i;
+        while j - i <= max {
+            match self.get(j)? {
+                Some(c) if class(c) => j += 1,
+                _ => break,
+            }
+        }
+        Ok(j)
+    }
+
+    /// Whether the bytes from `i` are `lit`, ignoring ASCII case.
+    fn lit(&self, i: usize, lit: &[u8]) -> Result<bool, NeedMore> {
+        for (k, &want) in lit.iter().enumerate() {
+            match self.get(i + k)? {
+                Some(c) if c.eq_ignore_ascii_case(&want) => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether one of `words` ends right before `i` (skipping blanks and `:#=.-`), ignoring case.
+    fn context_word(&self, i: usize, words: &[&[u8]]) -> bool {
+        let lo = i.saturating_sub(CONTEXT_WINDOW);
+        let mut j = i;
+        while j > lo
+            && matches!(
+                self.b[j - 1],
+                b' ' | b'\t' | b':' | b'#' | b'=' | b'.' | b'-'
+            )
+        {
+            j -= 1;
+        }
+        let mut w = j;
+        while w > lo && self.b[w - 1].is_ascii_alphabetic() {
+            w -= 1;
+        }
+        let word = &self.b[w..j];
+        if words.iter().any(|k| word.eq_ignore_ascii_case(k)) {
+            return true;
+        }
+        // Two-word phrases such as "social security number": look one word further back.
+        let mut v = w;
+        while v > lo && self.b[v - 1] == b' ' {
+            v -= 1;
+        }
+        let mut u = v;
+        while u > lo && self.b[u - 1].is_ascii_alphabetic() {
+            u -= 1;
+        }
+        words
+            .iter()
+            .any(|k| k.len() == j - u && self.b[u..j].eq_ignore_ascii_case(k) && w > u && v < w)
+    }
+}
+
+/// Left edge of a number: not glued to a word, and not the second group of a longer number.
+fn num_left_ok(h: &Hay<'_>, t: usize) -> bool {
+    let Some(p) = h.prev(t) else { return true };
+    let pp = t.checked_sub(2).map(|i| h.b[i]);
+    match p {
+        _ if is_word(p) || p == b'@' => false,
+        b'-' | b'.' | b'/' => !pp.is_some_and(|c| c.is_ascii_alphanumeric()),
+        b' ' => !pp.is_some_and(is_digit),
+        _ => true,
+    }
+}
+
+/// Right edge of a number: not glued to a word or to a further `-`, `.` or `/` group.
+fn num_right_ok(h: &Hay<'_>, e: usize) -> Result<bool, NeedMore> {
+    Ok(match h.get(e)? {
+        None => true,
+        Some(c) if is_word(c) || c == b'@' => false,
+        Some(b'-' | b'.' | b'/') => !h.get(e + 1)?.is_some_and(|c| c.is_ascii_alphanumeric()),
+        Some(_) => true,
+    })
+}
+
+fn digits_of(b: &[u8], range: Range<usize>, out: &mut [u8], n: &mut usize) -> bool {
+    for &c in &b[range] {
+        if *n >= out.len() {
+            return false;
+        }
+        out[*n] = c;
+        *n += 1;
+    }
+    true
+}
+
+fn card(h: &Hay<'_>, t: usize) -> Parse {
+    if !num_left_ok(h, t) {
+        return Ok(None);
+    }
+    let b = h.b;
+    let e = h.run(t, 19, is_digit)?;
+    let valid = |d: &[u8]| validate::card_brand_ok(d) && validate::luhn(d);
+    match e - t {
+        12..=19 => {
+            let ok = valid(&b[t..e]) && num_right_ok(h, e)?;
+            return Ok(ok.then_some(e));
+        }
+        4 => {}
+        _ => return Ok(None),
+    }
+    let sep = match h.get(e)? {
+        Some(c @ (b' ' | b'-')) => c,
+        _ => return Ok(None),
+    };
+    let mut digits = [0u8; 19];
+    let mut n = 0;
+    digits_of(b, t..e, &mut digits, &mut n);
+    let mut end = e;
+    let mut groups = 1;
+    loop {
+        if h.get(end)? != Some(sep) || !h.get(end + 1)?.is_some_and(is_digit) {
+            break;
+        }
+        let g = h.run(end + 1, 6, is_digit)?;
+        let len = g - end - 1;
+        if len > 6 || !digits_of(b, end + 1..g, &mut digits, &mut n) {
+            return Ok(None);
+        }
+        groups += 1;
+        end = g;
+        if len < 3 {
+            break;
+        }
+    }
+    let ok = groups >= 3
+        && (12..=19).contains(&n)
+        && valid(&digits[..n])
+        && !(h.get(end)? == Some(sep) && h.get(end + 1)?.is_some_and(is_digit))
+        && num_right_ok(h, end)?;
+    Ok(ok.then_some(end))
+}
+
+const SSN_WORDS: &[&[u8]] = &[b"ssn", b"ss", b"social security", b"social security number"];
+
+fn ssn(h: &Hay<'_>, t: usize) -> Parse {
+    if !num_left_ok(h, t) {
+        return Ok(None);
+    }
+    let b = h.b;
+    let num = |r: Range<usize>| b[r].iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
+    let e = h.run(t, 9, is_digit)?;
+    let (area, group, serial, end) = match e - t {
+        3 => {
+            let sep = match h.get(e)? {
+                Some(c @ (b'-' | b' ')) => c,
+                _ => return Ok(None),
+            };
+            let g = h.run(e + 1, 2, is_digit)?;
+            if g - e - 1 != 2 || h.get(g)? != Some(sep) {
+                return Ok(None);
+            }
+            let s = h.run(g + 1, 4, is_digit)?;
+            if s - g - 1 != 4 || (h.get(s)? == Some(sep) && h.get(s + 1)?.is_some_and(is_digit)) {
+                return Ok(None);
+            }
+            (num(t..e), num(e + 1..g), num(g + 1..s), s)
+        }
+        9 if h.context_word(t, SSN_WORDS) => (num(t..t + 3), num(t + 3..t + 5), num(t + 5..e), e),
+        _ => return Ok(None),
+    };
+    let ok = u8::try_from(group).is_ok_and(|g| validate::ssn_ok(area, g, serial))
+        && num_right_ok(h, end)?;
+    Ok(ok.then_some(end))
+}
+
+const PHONE_WORDS: &[&[u8]] = &[
+    b"phone",
+    b"tel",
+    b"telephone",
+    b"mobile",
+    b"cell",
+    b"call",
+    b"fax",
+    b"sms",
+    b"whatsapp",
+    b"ph",
+    b"mob",
+];
+
+/// Start and parse of a phone number whose first digit is at `t`.
+fn phone(h: &Hay<'_>, t: usize) -> (usize, Parse) {
+    match h.prev(t) {
+        Some(b'+') => {
+            let s = t - 1;
+            if h.prev(s).is_some_and(|c| is_word(c) || c == b'+') {
+                return (s, Ok(None));
+            }
+            (s, international(h, t))
+        }
+        Some(b'(') => {
+            let s = t - 1;
+            if h.prev(s)
+                .is_some_and(|c| is_word(c) || c == b'+' || c == b'(')
+            {
+                return (s, Ok(None));
+            }
+            (s, nanp(h, s, false))
+        }
+        _ if !num_left_ok(h, t) => (t, Ok(None)),
+        _ => {
+            // A trunk "1" before a separated number: 1-800-555-0199, 1 (800) 555-0199.
+            match trunk(h, t) {
+                Ok(true) => return (t, nanp(h, t + 2, false)),
+                Ok(false) => {}
+                Err(NeedMore) => return (t, Err(NeedMore)),
+            }
+            let bare = h.context_word(t, PHONE_WORDS);
+            (t, nanp(h, t, bare))
+        }
+    }
+}
+
+fn trunk(h: &Hay<'_>, t: usize) -> Result<bool, NeedMore> {
+    Ok(h.get(t)? == Some(b'1')
+        && matches!(h.get(t + 1)?, Some(b'-' | b' ' | b'.'))
+        && h.get(t + 2)?.is_some_and(|c| is_digit(c) || c == b'('))
+}
+
+/// A North American number from `i` (area code, possibly in parentheses), with its extension.
+fn nanp(h: &Hay<'_>, i: usize, allow_bare: bool) -> Parse {
+    let b = h.b;
+    let mut d = [0u8; 10];
+    let mut n = 0;
+    let mut j = i;
+    let sep1;
+    if h.get(j)? == Some(b'(') {
+        let e = h.run(j + 1, 3, is_digit)?;
+        if e - j - 1 != 3 || h.get(e)? != Some(b')') {
+            return Ok(None);
+        }
+        digits_of(b, j + 1..e, &mut d, &mut n);
+        j = e + 1;
+        if matches!(h.get(j)?, Some(b' ' | b'-' | b'.')) {
+            j += 1;
+        }
+        sep1 = None;
+    } else {
+        let e = h.run(j, 10, is_digit)?;
+        match e - j {
+            3 => {}
+            10 if allow_bare => {
+                digits_of(b, j..e, &mut d, &mut n);
+                return finish_nanp(h, &d, e);
+            }
+            _ => return Ok(None),
+        }
+        digits_of(b, j..e, &mut d, &mut n);
+        let Some(s @ (b'-' | b'.' | b' ')) = h.get(e)? else {
+            return Ok(None);
+        };
+        sep1 = Some(s);
+        j = e + 1;
+    }
+    let e = h.run(j, 3, is_digit)?;
+    if e - j != 3 {
+        return Ok(None);
+    }
+    digits_of(b, j..e, &mut d, &mut n);
+    let sep2 = h.get(e)?;
+    let consistent = match sep1 {
+        Some(s) => sep2 == Some(s),
+        None => matches!(sep2, Some(b'-' | b'.' | b' ')),
+    };
+    if !consistent {
+        return Ok(None);
+    }
+    let l = h.run(e + 1, 4, is_digit)?;
+    if l - e - 1 != 4 {
+        return Ok(None);
+    }
+    digits_of(b, e + 1..l, &mut d, &mut n);
+    finish_nanp(h, &d, l)
+}
+
+fn finish_nanp(h: &Hay<'_>, d: &[u8; 10], end: usize) -> Parse {
+    if !validate::nanp_ok(d) {
+        return Ok(None);
+    }
+    let end = extension(h, end)?;
+    Ok(num_right_ok(h, end)?.then_some(end))
+}
+
+/// End of an extension (` ext. 123`, ` x123`, ` #12`) after a number ending at `j`, or `j`.
+fn extension(h: &Hay<'_>, j: usize) -> Result<usize, NeedMore> {
+    let mut k = j;
+    if matches!(h.get(k)?, Some(b' ' | b',')) {
+        k += 1;
+    }
+    let word_len = if h.lit(k, b"extension")? {
+        9
+    } else if h.lit(k, b"ext")? {
+        3
+    } else if matches!(h.get(k)?, Some(b'x' | b'X' | b'#')) {
+        1
+    } else {
+        return Ok(j);
+    };
+    k += word_len;
+    if matches!(h.get(k)?, Some(b'.')) {
+        k += 1;
+    }
+    if matches!(h.get(k)?, Some(b' ' | b':')) {
+        k += 1;
+    }
+    let e = h.run(k, 6, is_digit)?;
+    Ok(if (1..=6).contains(&(e - k)) { e } else { j })
+}
+
+/// An international number after its `+`, first digit at `t`.
+fn international(h: &Hay<'_>, t: usize) -> Parse {
+    let b = h.b;
+    let first = h.run(t, 15, is_digit)?;
+    if first - t > 15 {
+        return Ok(None);
+    }
+    let Some(cc) = validate::country_calling_code(&b[t..first]) else {
+        return Ok(None);
+    };
+    if cc == 1 && b[t] == b'1' {
+        let mut j = t + 1;
+        if first == j && matches!(h.get(j)?, Some(b' ' | b'-' | b'.')) {
+            j += 1;
+        }
+        return nanp(h, j, true);
+    }
+    let mut digits = first - t;
+    let mut end = first;
+    loop {
+        let Some(b' ' | b'-' | b'.') = h.get(end)? else {
+            break;
+        };
+        let mut k = end + 1;
+        if h.lit(k, b"(0)")? {
+            k += 3;
+            if matches!(h.get(k)?, Some(b' ' | b'-')) {
+                k += 1;
+            }
+        }
+        if !h.get(k)?.is_some_and(is_digit) {
+            break;
+        }
+        let g = h.run(k, 14, is_digit)?;
+        digits += g - k;
+        if digits > 15 {
+            return Ok(None);
+        }
+        end = g;
+    }
+    if digits < 7 || digits - cc < 4 {
+        return Ok(None);
+    }
+    let end = extension(h, end)?;
+    Ok(num_right_ok(h, end)?.then_some(end))
+}
+
+const VERSION_WORDS: &[&[u8]] = &[
+    b"version",
+    b"ver",
+    b"v",
+    b"release",
+    b"build",
+    b"firmware",
+    b"section",
+    b"sect",
+    b"chapter",
+    b"rev",
+    b"revision",
+    b"oid",
+];
+
+fn ipv4(h: &Hay<'_>, t: usize) -> Parse {
+    let Some(p) = h.prev(t) else {
+        return ipv4_body(h, t);
+    };
+    if is_word(p) || matches!(p, b'.' | b'-' | b'@' | b'/') && h.prev(t - 1).is_some_and(is_word) {
+        return Ok(None);
+    }
+    if h.context_word(t, VERSION_WORDS) {
+        return Ok(None);
+    }
+    ipv4_body(h, t)
+}
+
+fn ipv4_body(h: &Hay<'_>, t: usize) -> Parse {
+    let mut j = t;
+    for octet in 0..4 {
+        let e = h.run(j, 3, is_digit)?;
+        if validate::ipv4_octet(&h.b[j..e]).is_none() {
+            return Ok(None);
+        }
+        if octet < 3 {
+            if h.get(e)? != Some(b'.') {
+                return Ok(None);
+            }
+            j = e + 1;
+        } else {
+            j = e;
+        }
+    }
+    Ok(num_right_ok(h, j)?.then_some(j))
+}
+
+/// Start and parse of an IPv6 address around the digit at `t`.
+fn ipv6(h: &Hay<'_>, t: usize) -> (usize, Parse) {
+    const MAX: usize = 45;
+    let ip_char = |c: u8| is(c, HEX) || c == b':';
+    let b = h.b;
+    let mut s = t;
+    while s > 0 && t - s < MAX && ip_char(b[s - 1]) {
+        s -= 1;
+    }
+    if h.prev(s)
+        .is_some_and(|c| is_word(c) || matches!(c, b':' | b'.'))
+    {
+        return (s, Ok(None));
+    }
+    (s, ipv6_body(h, s))
+}
+
+fn ipv6_body(h: &Hay<'_>, s: usize) -> Parse {
+    const MAX: usize = 45;
+    let b = h.b;
+    let e = h.run(s, MAX, |c| is(c, HEX) || c == b':' || c == b'.')?;
+    if e - s > MAX || !b[s..e].contains(&b':') {
+        return Ok(None);
+    }
+    let mut end = e;
+    while end > s {
+        let text = std::str::from_utf8(&b[s..end]).unwrap_or("");
+        if text.parse::<std::net::Ipv6Addr>().is_ok() {
+            let glued = h.get(end)?.is_some_and(|c| is_word(c) || c == b':');
+            return Ok((!glued).then_some(end));
+        }
+        // A sentence may end right after the address: "reach fe80::1."
+        if end == e && matches!(b[end - 1], b'.' | b':') {
+            end -= 1;
+        } else {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+fn iban(h: &Hay<'_>, t: usize) -> Parse {
+    let b = h.b;
+    let s = t - 2;
+    let country = [b[s].to_ascii_uppercase(), b[s + 1].to_ascii_uppercase()];
+    let Some(len) = validate::iban_length(country) else {
+        return Ok(None);
+    };
+    let len = usize::from(len);
+    let mut compact = [0u8; 34];
+    let mut n = 0;
+    let mut j = s;
+    let mut sep = None;
+    while n < len {
+        match h.get(j)? {
+            Some(c) if c.is_ascii_alphanumeric() && n < compact.len() => {
+                compact[n] = c;
+                n += 1;
+                j += 1;
+            }
+            Some(c @ (b' ' | b'-')) if n % 4 == 0 && n > 0 && sep.is_none_or(|s| s == c) => {
+                sep = Some(c);
+                j += 1;
+            }
+            _ => return Ok(None),
+        }
+    }
+    if !compact[2..4].iter().all(|c| is_digit(*c)) {
+        return Ok(None);
+    }
+    let glued = match h.get(j)? {
+        Some(c) if is_word(c) => true,
+        Some(c) if Some(c) == sep => h.get(j + 1)?.is_some_and(|c| c.is_ascii_alphanumeric()),
+        _ => false,
+    };
+    Ok((!glued && validate::iban_mod97(&compact[..n])).then_some(j))
+}
+
+/// Start and parse of an e-mail address around the `@` at `a`.
+fn email(h: &Hay<'_>, a: usize) -> (usize, Parse) {
+    let b = h.b;
+    let mut s = a;
+    while s > 0 && a - s <= LOCAL_MAX && is(b[s - 1], LOCAL) {
+        s -= 1;
+    }
+    let local = &b[s..a];
+    if local.is_empty()
+        || local.len() > LOCAL_MAX
+        || local[0] == b'.'
+        || local[local.len() - 1] == b'.'
+        || local.windows(2).any(|w| w == b"..")
+    {
+        return (s, Ok(None));
+    }
+    (s, domain(h, a + 1))
+}
+
+fn domain(h: &Hay<'_>, i: usize) -> Parse {
+    let label_char = |c: u8| c.is_ascii_alphanumeric() || c == b'-';
+    let mut j = i;
+    let mut labels = 0;
+    let mut last = i..i;
+    loop {
+        let e = h.run(j, 63, label_char)?;
+        let label = &h.b[j..e];
+        if label.is_empty()
+            || label.len() > 63
+            || label[0] == b'-'
+            || label[label.len() - 1] == b'-'
+        {
+            return Ok(None);
+        }
+        if labels == 0
+            && label.len() >= 2
+            && label.ends_with(b"x")
+            && label[..label.len() - 1].iter().all(|c| is_digit(*c))
+        {
+            // Retina asset names: icon@2x.png.
+            return Ok(None);
+        }
+        labels += 1;
+        last = j..e;
+        if e - i > DOMAIN_MAX {
+            return Ok(None);
+        }
+        if h.get(e)? == Some(b'.') && h.get(e + 1)?.is_some_and(label_char) {
+            j = e + 1;
+        } else {
+            j = e;
+            break;
+        }
+    }
+    let tld = &h.b[last];
+    let tld_ok =
+        tld.len() >= 2 && (tld.iter().all(u8::is_ascii_alphabetic) || tld.starts_with(b"xn--"));
+    Ok((labels >= 2 && tld_ok).then_some(j))
+}
+
+fn jwt(h: &Hay<'_>, p: usize) -> Parse {
+    let token = |c: u8| is(c, B64URL);
+    let head = h.run(p, 512, token)?;
+    if head - p > 512 || h.get(head)? != Some(b'.') || !validate::jwt_header_ok(&h.b[p..head]) {
+        return Ok(None);
+    }
+    let body = h.run(head + 1, JWT_MAX, token)?;
+    if body == head + 1 {
+        return Ok(None);
+    }
+    if body - p >= JWT_MAX {
+        return Ok(Some(p + JWT_MAX));
+    }
+    if h.get(body)? != Some(b'.') {
+        return Ok(None);
+    }
+    let sig = h.run(body + 1, JWT_MAX - (body + 1 - p), token)?;
+    Ok(Some(sig.min(p + JWT_MAX)))
+}
+
+/// A PEM private-key header line from `p` (`-----BEGIN … PRIVATE KEY-----`).
+fn pem_header(h: &Hay<'_>, p: usize) -> Parse {
+    let start = p + b"-----BEGIN".len();
+    if h.get(start)? != Some(b' ') {
+        return Ok(None);
+    }
+    let label_end = h.run(start + 1, 48, |c| {
+        c.is_ascii_uppercase() || is_digit(c) || c == b' '
+    })?;
+    let label = &h.b[start + 1..label_end];
+    let private = label.ends_with(b"PRIVATE KEY") || label.ends_with(b"PRIVATE KEY BLOCK");
+    Ok((private && h.lit(label_end, b"-----")?).then(|| label_end + 5))
+}
+
+/// End of the `END … PRIVATE KEY-----` line that closes a private-key block, searching from `i`.
+/// `Err(NeedMore)` carries nothing: the caller holds back the unfinished `-----END` line.
+fn pem_footer(h: &Hay<'_>, i: usize) -> Result<Option<Range<usize>>, usize> {
+    let finder = memchr::memmem::Finder::new(b"-----END ");
+    let mut from = i;
+    while let Some(off) = finder.find(&h.b[from..]) {
+        let at = from + off;
+        let start = at + b"-----END ".len();
+        let scan = h.run(start, 48, |c| {
+            c.is_ascii_uppercase() || is_digit(c) || c == b' '
+        });
+        let close = scan.and_then(|e| Ok((e, h.lit(e, b"-----")?)));
+        match close {
+            Err(NeedMore) => return Err(at),
+            Ok((e, true)) if h.b[start..e].windows(11).any(|w| w == b"PRIVATE KEY") => {
+                return Ok(Some(at..e + 5));
+            }
+            Ok(_) => from = start,
+        }
+    }
+    Ok(None)
+}
+
+/// The compiled detectors of one policy.
+pub(crate) struct Engine {
+    kinds: KindSet,
+    secrets: Option<AhoCorasick>,
+    dictionary: Option<Dictionary>,
+}
+
+impl Engine {
+    pub(crate) fn new(kinds: KindSet, terms: &[String]) -> Result<Engine, PolicyError> {
+        let wanted = [Kind::ApiKey, Kind::Jwt, Kind::PrivateKey];
+        let secrets = match wanted.iter().any(|k| kinds.contains(*k)) {
+            true => Some(secrets::automaton(kinds).map_err(|_| PolicyError::Build)?),
+            false => None,
+        };
+        let dictionary = match kinds.contains(Kind::Dictionary) && !terms.is_empty() {
+            true => Some(Dictionary::new(terms)?),
+            false => None,
+        };
+        Ok(Engine {
+            kinds,
+            secrets,
+            dictionary,
+        })
+    }
+
+    pub(crate) fn kinds(&self) -> KindSet {
+        self.kinds
+    }
+
+    /// Scans `text[from..]` and reports masked and dropped ranges to `sink`, in order.
+    ///
+    /// Returns the frontier: every byte before it is decided, the rest must be scanned again
+    /// once more text has arrived (`eof == false`). With `eof` the frontier is `text.len()`.
+    /// `text[..from]` is left context only. `cands` is scratch space reused across calls.
+    pub(crate) fn scan(
+        &self,
+        text: &str,
+        mut from: usize,
+        eof: bool,
+        state: &mut ScanState,
+        cands: &mut Vec<Candidate>,
+        sink: &mut dyn FnMut(Piece),
+    ) -> usize {
+        let h = Hay::new(text, eof);
+        loop {
+            if state.in_private_key {
+                match pem_footer(&h, from) {
+                    Ok(Some(footer)) => {
+                        sink(Piece {
+                            range: from..footer.end,
+                            replace: None,
+                        });
+                        from = footer.end;
+                        state.last_end = footer.end;
+                        state.in_private_key = false;
+                    }
+                    Ok(None) | Err(_) if eof => {
+                        sink(Piece {
+                            range: from..text.len(),
+                            replace: None,
+                        });
+                        state.last_end = text.len();
+                        return text.len();
+                    }
+                    found => {
+                        // Keep enough to recognise an END line cut in two; drop the rest.
+                        let keep_from = match found {
+                            Err(at) => at,
+                            _ => floor_char_boundary(text, text.len().saturating_sub(8)),
+                        };
+                        let keep_from = keep_from.max(from);
+                        if keep_from > from {
+                            sink(Piece {
+                                range: from..keep_from,
+                                replace: None,
+                            });
+                            state.last_end = keep_from;
+                        }
+                        return keep_from;
+                    }
+                }
+            }
+            cands.clear();
+            let mut frontier = if eof {
+                text.len()
+            } else {
+                self.tail_hold(&h, from)
+            };
+            self.collect(&h, from, state.last_end, cands, &mut frontier);
+            cands.sort_unstable_by_key(|c| (c.start, Reverse(c.end), c.kind));
+            let mut pos = from;
+            let mut private_key = false;
+            for c in cands.iter() {
+                if c.start >= frontier {
+                    break;
+                }
+                if c.start < pos.max(state.last_end) {
+                    continue;
+                }
+                sink(Piece {
+                    range: c.start..c.end,
+                    replace: Some(c.kind),
+                });
+                pos = c.end;
+                state.last_end = c.end;
+                if c.kind == Kind::PrivateKey {
+                    private_key = true;
+                    break;
+                }
+            }
+            if private_key {
+                state.in_private_key = true;
+                from = pos;
+                continue;
+            }
+            return frontier.max(pos);
+        }
+    }
+
+    /// Start of the tail that a trigger still to come could make part of a candidate.
+    fn tail_hold(&self, h: &Hay<'_>, from: usize) -> usize {
+        let len = h.b.len();
+        let floor = from.max(len.saturating_sub(MAX_BACKTRACK));
+        let mut i = len;
+        while i > floor && is(h.b[i - 1], HOLD) {
+            i -= 1;
+        }
+        match &self.dictionary {
+            Some(d) => i.min(d.partial_tail(h.text, from)),
+            None => i,
+        }
+    }
+
+    fn collect(
+        &self,
+        h: &Hay<'_>,
+        from: usize,
+        last_end: usize,
+        cands: &mut Vec<Candidate>,
+        frontier: &mut usize,
+    ) {
+        // A candidate starting before `floor` overlaps text already masked or released: it
+        // can never be chosen, so it must not hold anything back either.
+        let floor = from.max(last_end);
+        let mut add = |start: usize, kind: Kind, parse: Parse| match parse {
+            _ if start < floor => {}
+            Ok(Some(end)) => cands.push(Candidate { start, end, kind }),
+            Ok(None) => {}
+            Err(NeedMore) => *frontier = (*frontier).min(start),
+        };
+        let b = h.b;
+        let mut i = from;
+        while let Some(t) = next_trigger(b, i) {
+            if b[t] == b'@' {
+                if self.kinds.contains(Kind::Email) {
+                    let (s, parse) = email(h, t);
+                    add(s, Kind::Email, parse);
+                }
+                i = t + 1;
+                continue;
+            }
+            // Only the first digit of a run starts a number.
+            let run_start = t == 0 || !is_digit(b[t - 1]);
+            if run_start {
+                self.on_digit(h, t, &mut add);
+            }
+            i = t + 1;
+            while i < b.len() && is_digit(b[i]) {
+                i += 1;
+            }
+        }
+        if let Some(ac) = &self.secrets {
+            for m in ac.find_overlapping_iter(&b[from..]) {
+                let p = from + m.start();
+                let format = &secrets::FORMATS[m.pattern().as_usize()];
+                if format.kind != Kind::PrivateKey
+                    && h.prev(p).is_some_and(|c| c.is_ascii_alphanumeric())
+                {
+                    continue;
+                }
+                let parse = match format.kind {
+                    Kind::Jwt => jwt(h, p),
+                    Kind::PrivateKey => pem_header(h, p),
+                    _ => token(h, p, format),
+                };
+                add(p, format.kind, parse);
+            }
+        }
+        if let Some(d) = &self.dictionary {
+            d.collect(h, from, &mut add);
+        }
+    }
+
+    fn on_digit(&self, h: &Hay<'_>, t: usize, add: &mut impl FnMut(usize, Kind, Parse)) {
+        let k = self.kinds;
+        if k.contains(Kind::CreditCard) {
+            add(t, Kind::CreditCard, card(h, t));
+        }
+        if k.contains(Kind::Ssn) {
+            add(t, Kind::Ssn, ssn(h, t));
+        }
+        if k.contains(Kind::Phone) {
+            let (s, parse) = phone(h, t);
+            add(s, Kind::Phone, parse);
+        }
+        if k.contains(Kind::IpAddress) {
+            add(t, Kind::IpAddress, ipv4(h, t));
+            let (s, parse) = ipv6(h, t);
+            add(s, Kind::IpAddress, parse);
+        }
+        if k.contains(Kind::Iban)
+            && t >= 2
+            && h.b[t - 1].is_ascii_alphabetic()
+            && h.b[t - 2].is_ascii_alphabetic()
+            && !h.prev(t - 2).is_some_and(is_word)
+        {
+            add(t - 2, Kind::Iban, iban(h, t));
+        }
+    }
+}
+
+/// A key of a well-known format: its prefix at `p`, then its body.
+fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
+    let body = p + f.prefix.len();
+    let e = h.run(body, f.max, |c| f.body.contains(c))?;
+    let n = e - body;
+    Ok((f.min..=f.max).contains(&n).then_some(e))
+}
+
+/// Position of the next digit or `@` at or after `from`.
+///
+/// Written so the compiler vectorises the 32-byte blocks: prose without a trigger costs one
+/// compare-and-or per byte.
+#[inline]
+fn next_trigger(b: &[u8], from: usize) -> Option<usize> {
+    #[inline(always)]
+    fn trigger(c: u8) -> bool {
+        c.wrapping_sub(b'0') < 10 || c == b'@'
+    }
+    let rest = b.get(from..)?;
+    let mut base = 0;
+    for block in rest.chunks_exact(32) {
+        if block.iter().fold(false, |acc, &c| acc | trigger(c)) {
+            break;
+        }
+        base += 32;
+    }
+    rest[base..]
+        .iter()
+        .position(|&c| trigger(c))
+        .map(|p| from + base + p)
+}
+
+pub(crate) fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}

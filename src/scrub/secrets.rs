@@ -1,0 +1,151 @@
+//! Secret formats: API keys and tokens with a fixed prefix and a body of known alphabet and length.
+//!
+//! Only formats whose prefix and shape are specific enough to fire on nothing else belong here; a
+//! generic "long random string" is not a format. Each entry names the provider that documents it.
+//! Every prefix is made of characters that a stream already holds back at its tail (letters,
+//! digits, `-`, `_`, `.`), so a prefix cut between two deltas is never released half-seen.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use super::{Kind, KindSet};
+
+/// The alphabet of a token body.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Body {
+    /// `A-Z a-z 0-9`
+    Alnum,
+    /// `A-Z 0-9`
+    UpperAlnum,
+    /// `0-9 a-f`
+    LowerHex,
+    /// `A-Z a-z 0-9 _ -`
+    Base64Url,
+    /// `A-Z a-z 0-9 _`
+    Word,
+    /// `A-Z a-z 0-9 -`
+    AlnumDash,
+    /// `A-Z a-z 0-9 _ - .`
+    Dotted,
+}
+
+impl Body {
+    #[inline]
+    pub(crate) fn contains(self, c: u8) -> bool {
+        match self {
+            Body::Alnum => c.is_ascii_alphanumeric(),
+            Body::UpperAlnum => c.is_ascii_uppercase() || c.is_ascii_digit(),
+            Body::LowerHex => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+            Body::Base64Url => c.is_ascii_alphanumeric() || c == b'_' || c == b'-',
+            Body::Word => c.is_ascii_alphanumeric() || c == b'_',
+            Body::AlnumDash => c.is_ascii_alphanumeric() || c == b'-',
+            Body::Dotted => c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'),
+        }
+    }
+}
+
+/// One secret format: `prefix` then `min..=max` body bytes from `body`.
+#[derive(Debug)]
+pub(crate) struct SecretFormat {
+    pub(crate) prefix: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) body: Body,
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+}
+
+const fn key(prefix: &'static str, body: Body, min: usize, max: usize) -> SecretFormat {
+    SecretFormat {
+        prefix,
+        kind: Kind::ApiKey,
+        body,
+        min,
+        max,
+    }
+}
+
+/// Every format the scrubber knows. JWTs and PEM blocks are parsed by their own code; their
+/// entries only give the trigger.
+pub(crate) static FORMATS: &[SecretFormat] = &[
+    // OpenAI: project, service-account, admin and legacy user keys.
+    key("sk-proj-", Body::Base64Url, 40, 400),
+    key("sk-svcacct-", Body::Base64Url, 40, 400),
+    key("sk-admin-", Body::Base64Url, 40, 400),
+    key("sk-None-", Body::Base64Url, 40, 400),
+    key("sk-", Body::Base64Url, 32, 400),
+    // Anthropic: API and admin keys (sk-ant-api03-…, sk-ant-admin01-…).
+    key("sk-ant-", Body::Base64Url, 32, 400),
+    // AWS access key ids.
+    key("AKIA", Body::UpperAlnum, 16, 16),
+    key("ASIA", Body::UpperAlnum, 16, 16),
+    key("ABIA", Body::UpperAlnum, 16, 16),
+    key("ACCA", Body::UpperAlnum, 16, 16),
+    // GitHub tokens.
+    key("ghp_", Body::Alnum, 36, 251),
+    key("gho_", Body::Alnum, 36, 251),
+    key("ghu_", Body::Alnum, 36, 251),
+    key("ghs_", Body::Alnum, 36, 251),
+    key("ghr_", Body::Alnum, 36, 251),
+    key("github_pat_", Body::Word, 22, 251),
+    // GitLab personal access tokens.
+    key("glpat-", Body::Base64Url, 20, 80),
+    // Slack bot, user, app, refresh and configuration tokens.
+    key("xoxb-", Body::AlnumDash, 10, 255),
+    key("xoxp-", Body::AlnumDash, 10, 255),
+    key("xoxa-", Body::AlnumDash, 10, 255),
+    key("xoxr-", Body::AlnumDash, 10, 255),
+    key("xoxs-", Body::AlnumDash, 10, 255),
+    key("xoxe-", Body::AlnumDash, 10, 255),
+    key("xoxe.xoxp-", Body::AlnumDash, 10, 255),
+    key("xapp-", Body::AlnumDash, 10, 255),
+    // Stripe secret and restricted keys, webhook signing secrets.
+    key("sk_live_", Body::Alnum, 16, 255),
+    key("sk_test_", Body::Alnum, 16, 255),
+    key("rk_live_", Body::Alnum, 16, 255),
+    key("rk_test_", Body::Alnum, 16, 255),
+    key("whsec_", Body::Alnum, 24, 255),
+    // Google API keys.
+    key("AIza", Body::Base64Url, 35, 35),
+    // npm, PyPI, Hugging Face, SendGrid, Shopify, DigitalOcean, Databricks tokens.
+    key("npm_", Body::Alnum, 36, 36),
+    key("pypi-AgEIcHlwaS5vcmc", Body::Base64Url, 50, 400),
+    key("hf_", Body::Alnum, 30, 40),
+    key("SG.", Body::Dotted, 60, 80),
+    key("shpat_", Body::LowerHex, 32, 32),
+    key("shpss_", Body::LowerHex, 32, 32),
+    key("shpca_", Body::LowerHex, 32, 32),
+    key("shppa_", Body::LowerHex, 32, 32),
+    key("dop_v1_", Body::LowerHex, 64, 64),
+    key("doo_v1_", Body::LowerHex, 64, 64),
+    key("dor_v1_", Body::LowerHex, 64, 64),
+    key("dapi", Body::LowerHex, 32, 32),
+    SecretFormat {
+        prefix: "eyJ",
+        kind: Kind::Jwt,
+        body: Body::Base64Url,
+        min: 0,
+        max: 0,
+    },
+    SecretFormat {
+        prefix: "-----BEGIN",
+        kind: Kind::PrivateKey,
+        body: Body::Dotted,
+        min: 0,
+        max: 0,
+    },
+];
+
+/// An automaton over the prefixes of the enabled kinds; pattern ids index [`FORMATS`].
+pub(crate) fn automaton(kinds: KindSet) -> Result<AhoCorasick, aho_corasick::BuildError> {
+    // Disabled kinds get a pattern that cannot occur in a `str`, keeping ids aligned.
+    const NEVER: &[u8] = b"\xff\xff";
+    let patterns = FORMATS.iter().map(|f| {
+        if kinds.contains(f.kind) {
+            f.prefix.as_bytes()
+        } else {
+            NEVER
+        }
+    });
+    AhoCorasickBuilder::new()
+        .match_kind(MatchKind::Standard)
+        .build(patterns)
+}

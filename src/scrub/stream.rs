@@ -1,0 +1,194 @@
+//! Streaming: scrub text that arrives in deltas, releasing each byte as soon as it is decided.
+//!
+//! # Design
+//!
+//! A [`StreamScrubber`] keeps one buffer: up to [`CONTEXT`] bytes already released (left context
+//! for the next candidates) followed by the bytes held back. Each [`StreamScrubber::push`] appends
+//! the delta, scans from the first held byte and releases everything before the scan's frontier.
+//! Released context is discarded in blocks, so a push costs amortised O(delta + hold-back).
+//!
+//! The output of a stream, concatenated, is byte for byte the output of [`Scrubber::scrub`] on
+//! the concatenated input, whatever the cut points; what is held back never exceeds
+//! [`HOLD_BOUND`](super::HOLD_BOUND) bytes. Both buffers are wiped when the stream is dropped.
+
+use zeroize::Zeroizing;
+
+use super::detect::{floor_char_boundary, Candidate, ScanState, CONTEXT};
+use super::{mask, Counts, Scrubber, Vault};
+
+/// Released bytes kept before the buffer is compacted (amortises the move).
+const COMPACT_AT: usize = 8 * 1024;
+
+/// A scrubber for one stream of text (one choice, one content block).
+pub struct StreamScrubber<'s> {
+    scrubber: &'s Scrubber,
+    buf: Zeroizing<String>,
+    /// `buf[..released]` has been released; the rest is held back.
+    released: usize,
+    state: ScanState,
+    out: Zeroizing<String>,
+    counts: Counts,
+    cands: Vec<Candidate>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for StreamScrubber<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamScrubber")
+            .field("held_back", &self.held_back())
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'s> StreamScrubber<'s> {
+    pub(crate) fn new(scrubber: &'s Scrubber) -> StreamScrubber<'s> {
+        StreamScrubber {
+            scrubber,
+            buf: Zeroizing::new(String::new()),
+            released: 0,
+            state: ScanState::default(),
+            out: Zeroizing::new(String::new()),
+            counts: Counts::default(),
+            cands: Vec::new(),
+            finished: false,
+        }
+    }
+
+    /// Adds `delta` and returns the text that is safe to release now (possibly empty).
+    ///
+    /// Placeholders, if the policy uses them, are numbered in `vault`.
+    pub fn push(&mut self, delta: &str, vault: &mut Vault) -> &str {
+        self.out.clear();
+        if self.finished {
+            return &self.out;
+        }
+        self.buf.push_str(delta);
+        self.advance(false, vault);
+        &self.out
+    }
+
+    /// Ends the stream and returns everything still held back, scrubbed.
+    pub fn finish(&mut self, vault: &mut Vault) -> &str {
+        self.out.clear();
+        if !self.finished {
+            self.advance(true, vault);
+            self.finished = true;
+        }
+        &self.out
+    }
+
+    /// Bytes received but not yet released.
+    pub fn held_back(&self) -> usize {
+        self.buf.len() - self.released
+    }
+
+    /// Detections released so far.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    fn advance(&mut self, eof: bool, vault: &mut Vault) {
+        let Self {
+            scrubber,
+            buf,
+            released,
+            state,
+            out,
+            counts,
+            cands,
+            ..
+        } = self;
+        let text: &str = buf;
+        let mut copied = *released;
+        let frontier = scrubber
+            .engine
+            .scan(text, *released, eof, state, cands, &mut |piece| {
+                out.push_str(&text[copied..piece.range.start]);
+                copied = piece.range.end;
+                if let Some(kind) = piece.replace {
+                    counts.bump(kind);
+                    mask::write(kind, scrubber.style(kind), &text[piece.range], vault, out);
+                }
+            });
+        if frontier > copied {
+            out.push_str(&text[copied..frontier]);
+        }
+        *released = frontier.max(copied);
+        if *released > COMPACT_AT + CONTEXT {
+            let cut = floor_char_boundary(text, *released - CONTEXT);
+            buf.replace_range(..cut, "");
+            *released -= cut;
+            state.shift(cut);
+        }
+    }
+}
+
+/// Turns a byte stream into `&str` deltas, carrying a character cut between two reads.
+#[derive(Default)]
+pub struct Utf8Input {
+    carry: Zeroizing<Vec<u8>>,
+}
+
+/// The input is not UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("input is not valid UTF-8")]
+pub struct InvalidUtf8;
+
+impl Utf8Input {
+    /// A decoder with nothing carried.
+    pub fn new() -> Utf8Input {
+        Utf8Input::default()
+    }
+
+    /// Decodes `bytes` after whatever was carried, calling `f` with the complete characters.
+    pub fn feed(&mut self, bytes: &[u8], f: &mut dyn FnMut(&str)) -> Result<(), InvalidUtf8> {
+        let mut input = bytes;
+        if let Some(&lead) = self.carry.first() {
+            let width = match lead {
+                0xC2..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF4 => 4,
+                _ => return Err(InvalidUtf8),
+            };
+            let need = width - self.carry.len();
+            if input.len() < need {
+                self.carry.extend_from_slice(input);
+                return std::str::from_utf8(&self.carry).map(|_| ()).or_else(|e| {
+                    if e.error_len().is_some() {
+                        Err(InvalidUtf8)
+                    } else {
+                        Ok(())
+                    }
+                });
+            }
+            self.carry.extend_from_slice(&input[..need]);
+            f(std::str::from_utf8(&self.carry).map_err(|_| InvalidUtf8)?);
+            self.carry.clear();
+            input = &input[need..];
+        }
+        let (text, rest) = match std::str::from_utf8(input) {
+            Ok(s) => (s, &[][..]),
+            Err(e) if e.error_len().is_some() => return Err(InvalidUtf8),
+            Err(e) => {
+                let (good, rest) = input.split_at(e.valid_up_to());
+                (std::str::from_utf8(good).map_err(|_| InvalidUtf8)?, rest)
+            }
+        };
+        if !text.is_empty() {
+            f(text);
+        }
+        self.carry.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// Ends the input: an error if a character was left incomplete.
+    pub fn finish(&mut self) -> Result<(), InvalidUtf8> {
+        if self.carry.is_empty() {
+            Ok(())
+        } else {
+            self.carry.clear();
+            Err(InvalidUtf8)
+        }
+    }
+}
