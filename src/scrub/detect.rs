@@ -106,6 +106,8 @@ pub(crate) struct Candidate {
     pub(crate) start: usize,
     pub(crate) end: usize,
     pub(crate) kind: Kind,
+    /// Taken only right after a match that ends one byte before it (see [`continues_group`]).
+    pub(crate) after_group: bool,
 }
 
 /// What a scan hands its sink: a range to replace with a masked `kind`, or (for the body of a
@@ -191,39 +193,35 @@ impl<'a> Hay<'a> {
         Ok(true)
     }
 
-    /// Whether one of `words` ends right before `i` (skipping blanks and `:#=.-`), ignoring case.
+    /// Whether one of `words` (lowercase, possibly several words) ends right before `i`,
+    /// skipping blanks, quotes and `:#=.-` between (`"ssn": "…"`), ignoring case.
     fn context_word(&self, i: usize, words: &[&[u8]]) -> bool {
         let lo = i.saturating_sub(CONTEXT_WINDOW);
         let mut j = i;
         while j > lo
             && matches!(
                 self.b[j - 1],
-                b' ' | b'\t' | b':' | b'#' | b'=' | b'.' | b'-'
+                b' ' | b'\t' | b':' | b'#' | b'=' | b'.' | b'-' | b'"' | b'\''
             )
         {
             j -= 1;
         }
-        let mut w = j;
-        while w > lo && self.b[w - 1].is_ascii_alphabetic() {
-            w -= 1;
-        }
-        let word = &self.b[w..j];
-        if words.iter().any(|k| word.eq_ignore_ascii_case(k)) {
-            return true;
-        }
-        // Two-word phrases such as "social security number": look one word further back.
-        let mut v = w;
-        while v > lo && self.b[v - 1] == b' ' {
-            v -= 1;
-        }
-        let mut u = v;
-        while u > lo && self.b[u - 1].is_ascii_alphabetic() {
-            u -= 1;
-        }
-        words
-            .iter()
-            .any(|k| k.len() == j - u && self.b[u..j].eq_ignore_ascii_case(k) && w > u && v < w)
+        let before = &self.b[lo..j];
+        words.iter().any(|w| {
+            before.len() >= w.len()
+                && before[before.len() - w.len()..].eq_ignore_ascii_case(w)
+                && !self
+                    .prev(j - w.len())
+                    .is_some_and(|c| c.is_ascii_alphabetic())
+        })
     }
+}
+
+/// Whether `c`, seen across a joiner (`-`, `.`, `/`), glues a number into a larger token
+/// (`INV-4111…`, `v1.2.3.4`). `]` and `*` count too: they end labels and masks, so scrubbed
+/// text is judged like the text it replaced (idempotence).
+fn glues(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b']' || c == b'*'
 }
 
 /// Left edge of a number: not glued to a word, and not the second group of a longer number.
@@ -232,18 +230,37 @@ fn num_left_ok(h: &Hay<'_>, t: usize) -> bool {
     let pp = t.checked_sub(2).map(|i| h.b[i]);
     match p {
         _ if is_word(p) || p == b'@' => false,
-        b'-' | b'.' | b'/' => !pp.is_some_and(|c| c.is_ascii_alphanumeric()),
-        b' ' => !pp.is_some_and(is_digit),
+        b'-' | b'.' | b'/' => !pp.is_some_and(glues),
         _ => true,
     }
 }
 
-/// Right edge of a number: not glued to a word or to a further `-`, `.` or `/` group.
+/// Whether the space-grouped number at `t` continues a digit group before it
+/// (`1234 5678 9012 3456 7890`: a card cannot start at `5678`). Such a candidate is taken only
+/// when that group ends a match already taken (`+1 415 555 0132 4111 1111 1111 1111`), so that
+/// the answer is the same before and after the match is masked.
+fn continues_group(b: &[u8], t: usize) -> bool {
+    let run = b[t..].iter().take(7).take_while(|c| is_digit(**c)).count();
+    if run > 6 || b.get(t + run) != Some(&b' ') || t < 2 || b[t - 1] != b' ' {
+        return false;
+    }
+    let end = t - 1;
+    let mut s = end;
+    while s > 0 && end - s <= 6 && is_digit(b[s - 1]) {
+        s -= 1;
+    }
+    (3..=6).contains(&(end - s))
+        && !(s > 0 && matches!(b[s - 1], b'0'..=b'9' | b'*' | b'-' | b'.' | b'/'))
+}
+
+/// Right edge of a number: not glued to a word or, across a joiner, to a further number.
 fn num_right_ok(h: &Hay<'_>, e: usize) -> Result<bool, NeedMore> {
     Ok(match h.get(e)? {
         None => true,
         Some(c) if is_word(c) || c == b'@' => false,
-        Some(b'-' | b'.' | b'/') => !h.get(e + 1)?.is_some_and(|c| c.is_ascii_alphanumeric()),
+        Some(b'-' | b'.' | b'/') => !h
+            .get(e + 1)?
+            .is_some_and(|c| is_digit(c) || c == b'[' || c == b'*'),
         Some(_) => true,
     })
 }
@@ -281,27 +298,38 @@ fn card(h: &Hay<'_>, t: usize) -> Parse {
     let mut digits = [0u8; 19];
     let mut n = 0;
     digits_of(b, t..e, &mut digits, &mut n);
-    let mut end = e;
-    let mut groups = 1;
-    loop {
+    // A further group of at most six digits would make this part of a longer number; a longer
+    // run after the separator is a number of its own.
+    let next_group = |end: usize| -> Result<Option<usize>, NeedMore> {
         if h.get(end)? != Some(sep) || !h.get(end + 1)?.is_some_and(is_digit) {
-            break;
+            return Ok(None);
         }
         let g = h.run(end + 1, 6, is_digit)?;
-        let len = g - end - 1;
-        if len > 6 || !digits_of(b, end + 1..g, &mut digits, &mut n) {
+        let other_grouping = match h.get(g)? {
+            Some(c @ (b'-' | b'.' | b'/' | b':')) if c != sep => {
+                h.get(g + 1)?.is_some_and(|c| c.is_ascii_alphanumeric())
+            }
+            _ => false,
+        };
+        Ok((g - end - 1 <= 6 && !other_grouping).then_some(g))
+    };
+    let mut end = e;
+    let mut groups = 1;
+    while let Some(g) = next_group(end)? {
+        if !digits_of(b, end + 1..g, &mut digits, &mut n) {
             return Ok(None);
         }
         groups += 1;
+        let short = g - end - 1 < 3;
         end = g;
-        if len < 3 {
+        if short {
             break;
         }
     }
     let ok = groups >= 3
         && (12..=19).contains(&n)
         && valid(&digits[..n])
-        && !(h.get(end)? == Some(sep) && h.get(end + 1)?.is_some_and(is_digit))
+        && next_group(end)?.is_none()
         && num_right_ok(h, end)?;
     Ok(ok.then_some(end))
 }
@@ -356,22 +384,10 @@ const PHONE_WORDS: &[&[u8]] = &[
 /// Start and parse of a phone number whose first digit is at `t`.
 fn phone(h: &Hay<'_>, t: usize) -> (usize, Parse) {
     match h.prev(t) {
-        Some(b'+') => {
-            let s = t - 1;
-            if h.prev(s).is_some_and(|c| is_word(c) || c == b'+') {
-                return (s, Ok(None));
-            }
-            (s, international(h, t))
-        }
-        Some(b'(') => {
-            let s = t - 1;
-            if h.prev(s)
-                .is_some_and(|c| is_word(c) || c == b'+' || c == b'(')
-            {
-                return (s, Ok(None));
-            }
-            (s, nanp(h, s, false))
-        }
+        // A number opening with `+` or `(` carries its own left edge: what stands before it
+        // does not matter (and may be a label after scrubbing).
+        Some(b'+') => (t - 1, international(h, t)),
+        Some(b'(') => (t - 1, nanp(h, t - 1, false)),
         _ if !num_left_ok(h, t) => (t, Ok(None)),
         _ => {
             // A trunk "1" before a separated number: 1-800-555-0199, 1 (800) 555-0199.
@@ -452,7 +468,15 @@ fn finish_nanp(h: &Hay<'_>, d: &[u8; 10], end: usize) -> Parse {
     if !validate::nanp_ok(d) {
         return Ok(None);
     }
-    let end = extension(h, end)?;
+    with_extension(h, end)
+}
+
+/// End of a phone number ending at `end`, with its extension when one follows cleanly.
+fn with_extension(h: &Hay<'_>, end: usize) -> Parse {
+    let ext = extension(h, end)?;
+    if ext != end && num_right_ok(h, ext)? {
+        return Ok(Some(ext));
+    }
     Ok(num_right_ok(h, end)?.then_some(end))
 }
 
@@ -499,16 +523,22 @@ fn international(h: &Hay<'_>, t: usize) -> Parse {
         }
         return nanp(h, j, true);
     }
-    let mut digits = first - t;
-    let mut end = first;
+    // Groups share one separator. The number is the longest run of groups that ends cleanly,
+    // so "+44 20 7946 0958 10.0.0.1" is a phone followed by an address.
+    let mut ends = [(0usize, 0usize); 16];
+    let mut groups = 0;
+    ends[0] = (first, first - t);
+    let mut sep = None;
     loop {
-        let Some(b' ' | b'-' | b'.') = h.get(end)? else {
-            break;
+        let (end, digits) = ends[groups];
+        let c = match h.get(end)? {
+            Some(c @ (b' ' | b'-' | b'.')) if sep.is_none_or(|s| s == c) => c,
+            _ => break,
         };
         let mut k = end + 1;
         if h.lit(k, b"(0)")? {
             k += 3;
-            if matches!(h.get(k)?, Some(b' ' | b'-')) {
+            if h.get(k)? == Some(c) {
                 k += 1;
             }
         }
@@ -516,17 +546,22 @@ fn international(h: &Hay<'_>, t: usize) -> Parse {
             break;
         }
         let g = h.run(k, 14, is_digit)?;
-        digits += g - k;
-        if digits > 15 {
-            return Ok(None);
+        if digits + (g - k) > 15 || groups + 1 == ends.len() {
+            break;
         }
-        end = g;
+        sep = Some(c);
+        groups += 1;
+        ends[groups] = (g, digits + (g - k));
     }
-    if digits < 7 || digits - cc < 4 {
-        return Ok(None);
+    for &(end, digits) in ends[..=groups].iter().rev() {
+        if digits < 7 || digits - cc < 4 {
+            break;
+        }
+        if let Some(end) = with_extension(h, end)? {
+            return Ok(Some(end));
+        }
     }
-    let end = extension(h, end)?;
-    Ok(num_right_ok(h, end)?.then_some(end))
+    Ok(None)
 }
 
 const VERSION_WORDS: &[&[u8]] = &[
@@ -548,7 +583,7 @@ fn ipv4(h: &Hay<'_>, t: usize) -> Parse {
     let Some(p) = h.prev(t) else {
         return ipv4_body(h, t);
     };
-    if is_word(p) || matches!(p, b'.' | b'-' | b'@' | b'/') && h.prev(t - 1).is_some_and(is_word) {
+    if is_word(p) || matches!(p, b'.' | b'-' | b'@' | b'/') && h.prev(t - 1).is_some_and(glues) {
         return Ok(None);
     }
     if h.context_word(t, VERSION_WORDS) {
@@ -585,9 +620,12 @@ fn ipv6(h: &Hay<'_>, t: usize) -> (usize, Parse) {
     while s > 0 && t - s < MAX && ip_char(b[s - 1]) {
         s -= 1;
     }
-    if h.prev(s)
-        .is_some_and(|c| is_word(c) || matches!(c, b':' | b'.'))
-    {
+    let glued = match h.prev(s) {
+        _ if b[s] == b':' => false,
+        Some(c) => is_word(c) || matches!(c, b':' | b'.'),
+        None => false,
+    };
+    if glued {
         return (s, Ok(None));
     }
     (s, ipv6_body(h, s))
@@ -646,24 +684,30 @@ fn iban(h: &Hay<'_>, t: usize) -> Parse {
     if !compact[2..4].iter().all(|c| is_digit(*c)) {
         return Ok(None);
     }
-    let glued = match h.get(j)? {
-        Some(c) if is_word(c) => true,
-        Some(c) if Some(c) == sep => h.get(j + 1)?.is_some_and(|c| c.is_ascii_alphanumeric()),
-        _ => false,
-    };
+    let glued = h.get(j)?.is_some_and(is_word);
     Ok((!glued && validate::iban_mod97(&compact[..n])).then_some(j))
 }
 
 /// Start and parse of an e-mail address around the `@` at `a`.
 fn email(h: &Hay<'_>, a: usize) -> (usize, Parse) {
-    let b = h.b;
+    // Local parts may hold non-ASCII letters (RFC 6531): walk back by characters.
     let mut s = a;
-    while s > 0 && a - s <= LOCAL_MAX && is(b[s - 1], LOCAL) {
-        s -= 1;
+    for (i, c) in h.text[..a].char_indices().rev() {
+        let local = if c.is_ascii() {
+            is(c as u8, LOCAL)
+        } else {
+            c.is_alphanumeric()
+        };
+        if !local {
+            break;
+        }
+        if a - i > LOCAL_MAX {
+            return (i, Ok(None));
+        }
+        s = i;
     }
-    let local = &b[s..a];
+    let local = &h.b[s..a];
     if local.is_empty()
-        || local.len() > LOCAL_MAX
         || local[0] == b'.'
         || local[local.len() - 1] == b'.'
         || local.windows(2).any(|w| w == b"..")
@@ -688,12 +732,12 @@ fn domain(h: &Hay<'_>, i: usize) -> Parse {
         {
             return Ok(None);
         }
-        if labels == 0
-            && label.len() >= 2
+        let scale = label.len() >= 2
             && label.ends_with(b"x")
-            && label[..label.len() - 1].iter().all(|c| is_digit(*c))
-        {
-            // Retina asset names: icon@2x.png.
+            && label[..label.len() - 1].iter().all(|c| is_digit(*c));
+        let leading_digits = h.b[i..j].iter().all(|c| is_digit(*c) || *c == b'.');
+        if scale && leading_digits {
+            // Retina asset names: icon@2x.png, sprite@1.5x.png.
             return Ok(None);
         }
         labels += 1;
@@ -707,6 +751,19 @@ fn domain(h: &Hay<'_>, i: usize) -> Parse {
             j = e;
             break;
         }
+    }
+    // An address glued to more local-part characters would let a second address reach back
+    // into this one; neither is taken.
+    let glued = match h.get(j)? {
+        Some(b'_' | b'%' | b'+') => true,
+        Some(c) if !c.is_ascii() => h.text[j..]
+            .chars()
+            .next()
+            .is_some_and(char::is_alphanumeric),
+        _ => false,
+    };
+    if glued {
+        return Ok(None);
     }
     let tld = &h.b[last];
     let tld_ok =
@@ -867,7 +924,9 @@ impl Engine {
                 if c.start >= frontier {
                     break;
                 }
-                if c.start < pos.max(state.last_end) {
+                if c.start < pos.max(state.last_end)
+                    || (c.after_group && state.last_end + 1 != c.start)
+                {
                     continue;
                 }
                 sink(Piece {
@@ -895,9 +954,11 @@ impl Engine {
         let len = h.b.len();
         let floor = from.max(len.saturating_sub(MAX_BACKTRACK));
         let mut i = len;
-        while i > floor && is(h.b[i - 1], HOLD) {
+        // Non-ASCII letters may belong to an e-mail local part.
+        while i > floor && (is(h.b[i - 1], HOLD) || !h.b[i - 1].is_ascii()) {
             i -= 1;
         }
+        let i = floor_char_boundary(h.text, i);
         match &self.dictionary {
             Some(d) => i.min(d.partial_tail(h.text, from)),
             None => i,
@@ -915,9 +976,14 @@ impl Engine {
         // A candidate starting before `floor` overlaps text already masked or released: it
         // can never be chosen, so it must not hold anything back either.
         let floor = from.max(last_end);
-        let mut add = |start: usize, kind: Kind, parse: Parse| match parse {
+        let mut add = |start: usize, kind: Kind, parse: Parse, after_group: bool| match parse {
             _ if start < floor => {}
-            Ok(Some(end)) => cands.push(Candidate { start, end, kind }),
+            Ok(Some(end)) => cands.push(Candidate {
+                start,
+                end,
+                kind,
+                after_group,
+            }),
             Ok(None) => {}
             Err(NeedMore) => *frontier = (*frontier).min(start),
         };
@@ -927,7 +993,7 @@ impl Engine {
             if b[t] == b'@' {
                 if self.kinds.contains(Kind::Email) {
                     let (s, parse) = email(h, t);
-                    add(s, Kind::Email, parse);
+                    add(s, Kind::Email, parse, false);
                 }
                 i = t + 1;
                 continue;
@@ -956,30 +1022,31 @@ impl Engine {
                     Kind::PrivateKey => pem_header(h, p),
                     _ => token(h, p, format),
                 };
-                add(p, format.kind, parse);
+                add(p, format.kind, parse, false);
             }
         }
         if let Some(d) = &self.dictionary {
-            d.collect(h, from, &mut add);
+            d.collect(h, from, &mut |s, k, p| add(s, k, p, false));
         }
     }
 
-    fn on_digit(&self, h: &Hay<'_>, t: usize, add: &mut impl FnMut(usize, Kind, Parse)) {
+    fn on_digit(&self, h: &Hay<'_>, t: usize, add: &mut impl FnMut(usize, Kind, Parse, bool)) {
         let k = self.kinds;
+        let grouped = continues_group(h.b, t);
         if k.contains(Kind::CreditCard) {
-            add(t, Kind::CreditCard, card(h, t));
+            add(t, Kind::CreditCard, card(h, t), grouped);
         }
         if k.contains(Kind::Ssn) {
-            add(t, Kind::Ssn, ssn(h, t));
+            add(t, Kind::Ssn, ssn(h, t), grouped);
         }
         if k.contains(Kind::Phone) {
             let (s, parse) = phone(h, t);
-            add(s, Kind::Phone, parse);
+            add(s, Kind::Phone, parse, grouped && s == t);
         }
         if k.contains(Kind::IpAddress) {
-            add(t, Kind::IpAddress, ipv4(h, t));
+            add(t, Kind::IpAddress, ipv4(h, t), false);
             let (s, parse) = ipv6(h, t);
-            add(s, Kind::IpAddress, parse);
+            add(s, Kind::IpAddress, parse, false);
         }
         if k.contains(Kind::Iban)
             && t >= 2
@@ -987,7 +1054,7 @@ impl Engine {
             && h.b[t - 2].is_ascii_alphabetic()
             && !h.prev(t - 2).is_some_and(is_word)
         {
-            add(t - 2, Kind::Iban, iban(h, t));
+            add(t - 2, Kind::Iban, iban(h, t), false);
         }
     }
 }
@@ -997,7 +1064,8 @@ fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
     let body = p + f.prefix.len();
     let e = h.run(body, f.max, |c| f.body.contains(c))?;
     let n = e - body;
-    Ok((f.min..=f.max).contains(&n).then_some(e))
+    let glued = h.get(e)?.is_some_and(|c| c.is_ascii_alphanumeric());
+    Ok((!glued && (f.min..=f.max).contains(&n)).then_some(e))
 }
 
 /// Position of the next digit or `@` at or after `from`.

@@ -17,11 +17,13 @@ pub(crate) struct Dictionary {
     max_len: usize,
 }
 
+/// Characters that continue a word: a term next to one is part of a longer word.
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
 fn is_alphanumeric_at_end(text: &str, end: usize) -> bool {
-    text[..end]
-        .chars()
-        .next_back()
-        .is_some_and(char::is_alphanumeric)
+    text[..end].chars().next_back().is_some_and(is_word_char)
 }
 
 impl Dictionary {
@@ -29,8 +31,11 @@ impl Dictionary {
         let mut patterns: Vec<String> = Vec::with_capacity(terms.len() * 3);
         for term in terms {
             let term = term.trim();
-            if term.is_empty() || term.len() > MAX_TERM || !term.chars().any(char::is_alphanumeric)
-            {
+            // Terms open and close with a letter or digit, so whole-word matching sees the same
+            // edges before and after neighbours are scrubbed.
+            let edges_ok = term.chars().next().is_some_and(char::is_alphanumeric)
+                && term.chars().next_back().is_some_and(char::is_alphanumeric);
+            if term.len() > MAX_TERM || !edges_ok {
                 return Err(PolicyError::BadTerm { max: MAX_TERM });
             }
             for variant in [term.to_owned(), term.to_lowercase(), term.to_uppercase()] {
@@ -87,7 +92,7 @@ impl Dictionary {
             }
             let parse = match h.text[end..].chars().next() {
                 None if !h.eof => Err(NeedMore),
-                Some(c) if c.is_alphanumeric() => Ok(None),
+                Some(c) if is_word_char(c) => Ok(None),
                 _ => Ok(Some(end)),
             };
             add(start, Kind::Dictionary, parse);

@@ -31,6 +31,8 @@ impl std::hash::Hash for Value {
 pub struct Vault {
     numbers: HashMap<(Kind, Value), u32>,
     values: [Vec<Zeroizing<String>>; Kind::COUNT],
+    /// The private-key block still streaming in, as an index into its kind's values.
+    open_block: Option<usize>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -47,12 +49,12 @@ impl Vault {
 
     /// How many distinct values the vault holds.
     pub fn len(&self) -> usize {
-        self.numbers.len()
+        self.values.iter().map(Vec::len).sum()
     }
 
     /// Whether the vault holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.numbers.is_empty()
+        self.len() == 0
     }
 
     /// The number of `value` as a `kind` placeholder, assigning the next one if it is new.
@@ -68,6 +70,23 @@ impl Vault {
         n
     }
 
+    /// Numbers a private-key block by its header; the body arrives through [`Vault::extend_block`].
+    /// Blocks are never shared: two keys may have the same header.
+    fn open_block(&mut self, kind: Kind, header: &str) -> u32 {
+        let values = &mut self.values[kind as usize];
+        values.push(Zeroizing::new(header.to_owned()));
+        self.open_block = Some(values.len() - 1);
+        u32::try_from(values.len()).unwrap_or(u32::MAX)
+    }
+
+    fn extend_block(&mut self, text: &str) {
+        if let Some(i) = self.open_block {
+            if let Some(value) = self.values[Kind::PrivateKey as usize].get_mut(i) {
+                value.push_str(text);
+            }
+        }
+    }
+
     /// The original behind placeholder `n` of `kind`.
     pub fn get(&self, kind: Kind, n: u32) -> Option<&str> {
         let i = usize::try_from(n).ok()?.checked_sub(1)?;
@@ -79,7 +98,10 @@ impl Vault {
 pub(crate) fn write(kind: Kind, style: Style, original: &str, vault: &mut Vault, out: &mut String) {
     match style {
         Style::Placeholder => {
-            let n = vault.number(kind, original);
+            let n = match kind {
+                Kind::PrivateKey => vault.open_block(kind, original),
+                _ => vault.number(kind, original),
+            };
             // Writing to a String cannot fail.
             let _ = write!(out, "[{}_{}]", kind.label(), n);
         }
@@ -89,6 +111,13 @@ pub(crate) fn write(kind: Kind, style: Style, original: &str, vault: &mut Vault,
             out.push_str(kind.label());
             out.push(']');
         }
+    }
+}
+
+/// Records text dropped inside a private-key block, so a placeholder can restore the whole block.
+pub(crate) fn dropped(style: Style, text: &str, vault: &mut Vault) {
+    if style == Style::Placeholder {
+        vault.extend_block(text);
     }
 }
 

@@ -17,7 +17,9 @@
 //!
 //! * **Chunk invariance**: for every text and every way of cutting it into deltas, the
 //!   concatenated output of [`StreamScrubber`] equals the output of [`Scrubber::scrub`].
-//! * **Idempotence**: for the `mask` and `label` styles, scrubbing scrubbed text changes nothing.
+//! * **Idempotence**: for the `mask` and `label` styles, scrubbing scrubbed text changes nothing
+//!   when detected values stand apart (whitespace or punctuation between them); values glued
+//!   into one token may resolve differently once a neighbour has become a label.
 //! * **Bounded hold-back**: a stream holds back at most [`HOLD_BOUND`] bytes that it has not yet
 //!   released, and only when they may still become part of a match. Text is never released on a
 //!   timer, only when the text after it decides it.
@@ -49,8 +51,8 @@ use detect::Engine;
 
 /// Most bytes a [`StreamScrubber`] or [`StreamRestorer`] ever holds back unreleased.
 ///
-/// The longest finite pattern is a JWT, capped at [`detect::JWT_MAX`] bytes; a candidate may also
-/// start up to [`detect::MAX_BACKTRACK`] bytes before the byte that triggered it. A private-key
+/// The longest finite pattern is a JWT, capped at 16 KiB; a candidate may also start up to 64
+/// bytes (an e-mail local part) before the byte that triggered it. A private-key
 /// block is not held: it is dropped as it streams, from its `BEGIN` line to its `END` line.
 pub const HOLD_BOUND: usize = detect::JWT_MAX + detect::MAX_BACKTRACK + 64;
 
@@ -259,8 +261,9 @@ pub enum PolicyError {
     /// A name in a type list is not a known kind.
     #[error("unknown PII type (expected one of credit_card, ssn, email, phone, ip_address, iban, api_key, jwt, private_key, dictionary)")]
     UnknownKind,
-    /// A dictionary term is empty, longer than the limit, or has no letter or digit.
-    #[error("a dictionary term is empty, has no letter or digit, or is longer than {max} bytes")]
+    /// A dictionary term is empty, longer than the limit, or does not start and end with a
+    /// letter or digit.
+    #[error("a dictionary term is empty, longer than {max} bytes, or does not start and end with a letter or digit")]
     BadTerm {
         /// The longest term accepted, in bytes.
         max: usize,
@@ -452,9 +455,12 @@ impl Scrubber {
                 let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
                 buf.push_str(&text[copied..piece.range.start]);
                 copied = piece.range.end;
-                if let Some(kind) = piece.replace {
-                    counts.bump(kind);
-                    mask::write(kind, self.style(kind), &text[piece.range], vault, buf);
+                match piece.replace {
+                    Some(kind) => {
+                        counts.bump(kind);
+                        mask::write(kind, self.style(kind), &text[piece.range], vault, buf);
+                    }
+                    None => mask::dropped(self.style(Kind::PrivateKey), &text[piece.range], vault),
                 }
             });
         debug_assert_eq!(end, text.len());

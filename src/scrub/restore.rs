@@ -1,6 +1,9 @@
 //! Putting originals back: placeholders (`[EMAIL_1]`) in a response become the values the vault
 //! holds for them. Placeholders the vault does not know are left as they are.
 //!
+//! Placeholders are not secret and not escaped: a placeholder-shaped string that the client wrote
+//! itself (`[EMAIL_1]`) is restored like one the scrubber wrote, to a value of the same request.
+//!
 //! The streaming restorer holds back at most one unfinished placeholder at the tail
 //! ([`MAX_PLACEHOLDER`] bytes).
 

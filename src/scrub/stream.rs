@@ -14,7 +14,7 @@
 use zeroize::Zeroizing;
 
 use super::detect::{floor_char_boundary, Candidate, ScanState, CONTEXT};
-use super::{mask, Counts, Scrubber, Vault};
+use super::{mask, Counts, Kind, Scrubber, Vault};
 
 /// Released bytes kept before the buffer is compacted (amortises the move).
 const COMPACT_AT: usize = 8 * 1024;
@@ -106,9 +106,14 @@ impl<'s> StreamScrubber<'s> {
             .scan(text, *released, eof, state, cands, &mut |piece| {
                 out.push_str(&text[copied..piece.range.start]);
                 copied = piece.range.end;
-                if let Some(kind) = piece.replace {
-                    counts.bump(kind);
-                    mask::write(kind, scrubber.style(kind), &text[piece.range], vault, out);
+                match piece.replace {
+                    Some(kind) => {
+                        counts.bump(kind);
+                        mask::write(kind, scrubber.style(kind), &text[piece.range], vault, out);
+                    }
+                    None => {
+                        mask::dropped(scrubber.style(Kind::PrivateKey), &text[piece.range], vault)
+                    }
                 }
             });
         if frontier > copied {

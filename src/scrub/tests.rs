@@ -1,1 +1,340 @@
+//! Table tests per detector: what must be found (`BASICS`), where an entity stops
+//! (`BOUNDARIES`), text around non-ASCII (`UNICODE`), and look-alikes that must stay
+//! (`LOOKALIKES`). Every row runs one-shot and streamed one character at a time.
 
+use super::*;
+
+fn scrubber() -> Scrubber {
+    Scrubber::new(&Policy::default()).expect("default policy compiles")
+}
+
+/// Scrubs `input` one-shot and streamed a character at a time; both must agree.
+fn scrub_both(s: &Scrubber, input: &str) -> String {
+    let one_shot = s.scrub(input).text.into_owned();
+    let mut vault = Vault::new();
+    let mut stream = s.stream();
+    let mut streamed = String::new();
+    for (i, c) in input.char_indices() {
+        streamed.push_str(stream.push(&input[i..i + c.len_utf8()], &mut vault));
+        assert!(stream.held_back() <= HOLD_BOUND);
+    }
+    streamed.push_str(stream.finish(&mut vault));
+    assert_eq!(streamed, one_shot, "streamed output differs for {input:?}");
+    one_shot
+}
+
+fn check(table: &[(&str, &str)]) {
+    let s = scrubber();
+    for (input, want) in table {
+        assert_eq!(scrub_both(&s, input), *want, "input: {input:?}");
+    }
+}
+
+const BASICS: &[(&str, &str)] = &[
+    // Cards: every brand, plain and grouped; masked keeping the last four by default.
+    ("4111111111111111", "************1111"),
+    ("4111 1111 1111 1111", "**** **** **** 1111"),
+    ("4111-1111-1111-1111", "****-****-****-1111"),
+    ("5555 5555 5555 4444", "**** **** **** 4444"),
+    ("2223 0031 2200 3222", "**** **** **** 3222"),
+    ("3782 822463 10005", "**** ****** *0005"),
+    ("6011 1111 1111 1117", "**** **** **** 1117"),
+    ("3530 1113 3330 0000", "**** **** **** 0000"),
+    ("3622 720627 1667", "**** ****** 1667"),
+    ("6200000000000005", "************0005"),
+    ("6759649826438453", "************8453"),
+    // SSNs.
+    ("ssn 123-45-6789", "ssn [SSN]"),
+    ("SSN: 123 45 6789", "SSN: [SSN]"),
+    ("SSN 123456789", "SSN [SSN]"),
+    ("social security number: 123456789", "social security number: [SSN]"),
+    // E-mail.
+    ("mail a@b.io now", "mail [EMAIL] now"),
+    ("John.Doe+tag@Mail.Example.CO.uk", "[EMAIL]"),
+    ("<jane_o'neil@example.org>", "<jane_o'[EMAIL]>"),
+    // Phones.
+    ("(415) 555-0132", "[PHONE]"),
+    ("415-555-0132", "[PHONE]"),
+    ("415.555.0132", "[PHONE]"),
+    ("415 555 0132", "[PHONE]"),
+    ("+1 415 555 0132", "[PHONE]"),
+    ("+1 (415) 555-0132", "[PHONE]"),
+    ("+14155550132", "[PHONE]"),
+    ("1-800-555-0199", "[PHONE]"),
+    ("415-555-0132 ext. 204", "[PHONE]"),
+    ("415-555-0132 x12", "[PHONE]"),
+    ("phone: 4155550132", "phone: [PHONE]"),
+    ("+44 20 7946 0958", "[PHONE]"),
+    ("+49 30 12345678", "[PHONE]"),
+    ("+33 1 23 45 67 89", "[PHONE]"),
+    ("+91 98765 43210", "[PHONE]"),
+    ("+81-3-1234-5678", "[PHONE]"),
+    ("+44 (0)20 7946 0958", "[PHONE]"),
+    // IP addresses.
+    ("host 10.0.0.1 up", "host [IP_ADDRESS] up"),
+    ("255.255.255.255", "[IP_ADDRESS]"),
+    ("2001:db8::1", "[IP_ADDRESS]"),
+    ("fe80::1ff:fe23:4567:890a", "[IP_ADDRESS]"),
+    ("2001:0db8:85a3:0000:0000:8a2e:0370:7334", "[IP_ADDRESS]"),
+    ("::ffff:192.0.2.1", "[IP_ADDRESS]"),
+    // IBANs.
+    ("DE89 3704 0044 0532 0130 00", "[IBAN]"),
+    ("GB82WEST12345698765432", "[IBAN]"),
+    ("FR14 2004 1010 0505 0001 3M02 606", "[IBAN]"),
+    ("NL91ABNA0417164300", "[IBAN]"),
+    // Secrets.
+    ("sk-proj-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN0123456789", "[API_KEY]"),
+    ("sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH-_x", "[API_KEY]"),
+    ("AKIAIOSFODNN7EXAMPLE", "[API_KEY]"),
+    ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "[API_KEY]"),
+    ("xoxb-1234567890-1234567890123-abcdefghijklmnopqrstuvwx", "[API_KEY]"),
+    ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "[API_KEY]"),
+    ("AIzaSyA-abcdefghijklmnopqrstuvwxyz01234", "[API_KEY]"),
+    (
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "[JWT]",
+    ),
+    (
+        "a\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nIBAAK==\n-----END RSA PRIVATE KEY-----\nb",
+        "a\n[PRIVATE_KEY]\nb",
+    ),
+    (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n-----END OPENSSH PRIVATE KEY-----",
+        "[PRIVATE_KEY]",
+    ),
+    // An unterminated private key is suppressed to the end: fail closed.
+    ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "[PRIVATE_KEY]"),
+];
+
+const BOUNDARIES: &[(&str, &str)] = &[
+    ("card:4111111111111111.", "card:************1111."),
+    ("(4111 1111 1111 1111)", "(**** **** **** 1111)"),
+    ("\"4111111111111111\",", "\"************1111\","),
+    ("a@b.io.", "[EMAIL]."),
+    ("mailto:a@b.io", "mailto:[EMAIL]"),
+    ("x 415-555-0132.", "x [PHONE]."),
+    ("[fe80::1]:8080", "[[IP_ADDRESS]]:8080"),
+    ("10.0.0.1:443", "[IP_ADDRESS]:443"),
+    (
+        "key=sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789ABCD;",
+        "key=[API_KEY];",
+    ),
+    (
+        "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+        "Bearer [JWT]",
+    ),
+    (
+        "4111111111111111\n5555555555554444",
+        "************1111\n************4444",
+    ),
+];
+
+const UNICODE: &[(&str, &str)] = &[
+    (
+        "Müller schrieb: müller@example.de",
+        "Müller schrieb: [EMAIL]",
+    ),
+    ("电子邮件：张伟@example.cn", "电子邮件：[EMAIL]"),
+    (
+        "Karte €4111 1111 1111 1111 — danke",
+        "Karte €**** **** **** 1111 — danke",
+    ),
+    ("電話 +81-3-1234-5678 です", "電話 [PHONE] です"),
+    ("« jean@exemple.fr »", "« [EMAIL] »"),
+    ("🙂a@b.io🙂", "🙂[EMAIL]🙂"),
+    ("ssn：123-45-6789", "ssn：[SSN]"),
+];
+
+const LOOKALIKES: &[&str] = &[
+    "order 4111111111111112",
+    "uuid 550e8400-e29b-41d4-a716-446655440000",
+    "commit 3f786850e387550fdab836ed7e6dc881de23001b",
+    "version 1.2.3.4",
+    "v1.2.3.4",
+    "Chrome/120.0.6099.109",
+    "2024-01-15T10:30:00Z",
+    "12:30:45",
+    "epoch 1732291200 and 1732291200123",
+    "price $1,299.99",
+    "ISBN 978-3-16-148410-0",
+    "37.7749, -122.4194",
+    "INV-2024-000123",
+    "localhost:8080",
+    "area 123-555-0132",
+    "000-12-3456 666-12-3456 900-12-3456",
+    "id 123456789",
+    "ref 4155550132",
+    "mac 00:1A:2B:3C:4D:5E",
+    "std::io::Result",
+    "user@localhost",
+    "@mentions",
+    "icon@2x.png",
+    "pip install sk-learn",
+    "task-force",
+    "1.3.6.1.4.1.311",
+    "DE89 3704 0044 0532 0130 01",
+    "AKIAIOSFODNN7EXAMPL",
+    "eyJub3QiOiJhIGp3dCJ9.eyJ4IjoxfQ.c2ln",
+];
+
+#[test]
+fn basics() {
+    check(BASICS);
+}
+
+#[test]
+fn boundaries() {
+    check(BOUNDARIES);
+}
+
+#[test]
+fn unicode() {
+    check(UNICODE);
+}
+
+#[test]
+fn lookalikes_stay() {
+    let s = scrubber();
+    for text in LOOKALIKES {
+        assert_eq!(scrub_both(&s, text), *text);
+        assert!(s.find(text).is_empty(), "{text:?}: {:?}", s.find(text));
+    }
+}
+
+#[test]
+fn clean_text_is_borrowed() {
+    let s = scrubber();
+    assert!(matches!(
+        s.scrub("nothing to see here").text,
+        Cow::Borrowed(_)
+    ));
+}
+
+#[test]
+fn counts_by_kind() {
+    let s = scrubber();
+    let out = s.scrub("a@b.io, c@d.io, 4111 1111 1111 1111, ssn 123-45-6789");
+    assert_eq!(out.counts.get(Kind::Email), 2);
+    assert_eq!(out.counts.get(Kind::CreditCard), 1);
+    assert_eq!(out.counts.get(Kind::Ssn), 1);
+    assert_eq!(out.counts.total(), 4);
+}
+
+#[test]
+fn kinds_can_be_turned_off() {
+    let policy = Policy::default().with_kinds(KindSet::parse_list("email").expect("valid list"));
+    let s = Scrubber::new(&policy).expect("compiles");
+    assert_eq!(
+        scrub_both(&s, "a@b.io 4111 1111 1111 1111"),
+        "[EMAIL] 4111 1111 1111 1111"
+    );
+}
+
+#[test]
+fn styles() {
+    let text = "a@b.io paid with 4111 1111 1111 1111 from 415-555-0132";
+    let label = Scrubber::new(&Policy::default().with_style(Style::Label)).expect("compiles");
+    assert_eq!(
+        label.scrub(text).text,
+        "[EMAIL] paid with [CREDIT_CARD] from [PHONE]"
+    );
+    let mask = Scrubber::new(&Policy::default().with_style(Style::Mask)).expect("compiles");
+    assert_eq!(
+        mask.scrub(text).text,
+        "*@*.** paid with **** **** **** 1111 from ***-***-0132"
+    );
+}
+
+#[test]
+fn placeholders_number_values_and_restore() {
+    let s = Scrubber::new(&Policy::default().with_style(Style::Placeholder)).expect("compiles");
+    let mut vault = Vault::new();
+    let text = "a@b.io wrote to c@d.io, then a@b.io again; card 4111111111111111";
+    let out = s.scrub_in(text, &mut vault);
+    assert_eq!(
+        out.text,
+        "[EMAIL_1] wrote to [EMAIL_2], then [EMAIL_1] again; card [CREDIT_CARD_1]"
+    );
+    assert_eq!(vault.len(), 3);
+    assert_eq!(restore(&out.text, &vault), text);
+    // Streamed restore, one character at a time.
+    let mut restorer = StreamRestorer::new();
+    let mut restored = String::new();
+    for (i, c) in out.text.char_indices() {
+        restored.push_str(restorer.push(&out.text[i..i + c.len_utf8()], &vault));
+    }
+    restored.push_str(restorer.finish(&vault));
+    assert_eq!(restored, text);
+    // Unknown placeholders and look-alikes are left alone.
+    assert_eq!(
+        restore("[EMAIL_9] [EMAIL] [NOPE_1] [", &vault),
+        "[EMAIL_9] [EMAIL] [NOPE_1] ["
+    );
+}
+
+#[test]
+fn dictionary_terms_are_whole_words_ignoring_case() {
+    let policy = Policy::default().with_terms(["Acme Corp", "Project Nightjar", "Müller"]);
+    let s = Scrubber::new(&policy).expect("compiles");
+    assert_eq!(
+        scrub_both(
+            &s,
+            "ACME CORP and project nightjar met MÜLLER; acme corporate stays"
+        ),
+        "[TERM] and [TERM] met [TERM]; acme corporate stays"
+    );
+}
+
+#[test]
+fn dictionary_terms_must_not_collide_with_labels() {
+    for bad in ["email", "Ip_Address", "term_1"] {
+        let err = Scrubber::new(&Policy::default().with_terms([bad])).expect_err("collides");
+        assert_eq!(err, PolicyError::TermIsLabel);
+    }
+    let err = Scrubber::new(&Policy::default().with_terms(["  "])).expect_err("empty");
+    assert!(matches!(err, PolicyError::BadTerm { .. }));
+}
+
+#[test]
+fn hold_back_is_only_the_unfinished_tail() {
+    let s = scrubber();
+    let mut vault = Vault::new();
+    let mut stream = s.stream();
+    assert_eq!(stream.push("hello world, ", &mut vault), "hello world, ");
+    assert_eq!(stream.push("mail jane", &mut vault), "mail ");
+    assert_eq!(stream.held_back(), 4);
+    assert_eq!(stream.push("@example.com", &mut vault), "");
+    assert_eq!(stream.push(" today", &mut vault), "[EMAIL] ");
+    assert_eq!(stream.finish(&mut vault), "today");
+}
+
+#[test]
+fn private_key_streamed_in_small_chunks_never_leaks() {
+    let s = scrubber();
+    let body = "MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\n".repeat(40);
+    let text = format!(
+        "before\n-----BEGIN RSA PRIVATE KEY-----\n{body}-----END RSA PRIVATE KEY-----\nafter"
+    );
+    let mut vault = Vault::new();
+    let mut stream = s.stream();
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let chunk = std::str::from_utf8(chunk).expect("ASCII");
+        out.push_str(stream.push(chunk, &mut vault));
+        assert!(stream.held_back() <= 64, "a key body is dropped, not held");
+    }
+    out.push_str(stream.finish(&mut vault));
+    assert_eq!(out, "before\n[PRIVATE_KEY]\nafter");
+}
+
+#[test]
+fn kind_names_round_trip() {
+    for kind in Kind::ALL {
+        assert_eq!(Kind::from_name(kind.name()), Some(kind));
+    }
+    assert_eq!(KindSet::parse_list("all"), Ok(KindSet::ALL));
+    assert_eq!(
+        KindSet::parse_list("email,nope"),
+        Err(PolicyError::UnknownKind)
+    );
+}

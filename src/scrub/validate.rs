@@ -116,7 +116,7 @@ pub(crate) fn card_brand_ok(digits: &[u8]) -> bool {
 // ---------------------------------------------------------------------------
 
 /// Country code → total IBAN length, per the SWIFT IBAN registry.
-const IBAN_LENGTHS: [([u8; 2], u8); 88] = [
+const IBAN_LENGTHS: [([u8; 2], u8); 89] = [
     (*b"AD", 24),
     (*b"AE", 23),
     (*b"AL", 28),
@@ -179,6 +179,7 @@ const IBAN_LENGTHS: [([u8; 2], u8); 88] = [
     (*b"NI", 28),
     (*b"NL", 18),
     (*b"NO", 15),
+    (*b"PT", 25),
     (*b"OM", 23),
     (*b"PK", 24),
     (*b"PL", 28),

@@ -1,0 +1,45 @@
+//! Streaming equals one-shot for every cut, the default policy is idempotent, and a stream never
+//! holds back more than `HOLD_BOUND` bytes.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use lethe::scrub::{Policy, Scrubber, Vault, HOLD_BOUND};
+use libfuzzer_sys::fuzz_target;
+
+fn scrubber() -> &'static Scrubber {
+    static S: OnceLock<Scrubber> = OnceLock::new();
+    S.get_or_init(|| match Scrubber::new(&Policy::default()) {
+        Ok(s) => s,
+        Err(e) => panic!("default policy: {e}"),
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((lens, payload)) = lethe_fuzz::split(data) else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return;
+    };
+    let s = scrubber();
+    let whole = s.scrub(text);
+
+    let mut vault = Vault::new();
+    let mut stream = s.stream();
+    let mut out = String::new();
+    for delta in lethe_fuzz::str_pieces(text, &lens) {
+        out.push_str(stream.push(delta, &mut vault));
+        assert!(
+            stream.held_back() <= HOLD_BOUND,
+            "held back {}",
+            stream.held_back()
+        );
+    }
+    out.push_str(stream.finish(&mut vault));
+    assert_eq!(out, whole.text, "stream output differs from one-shot");
+    assert_eq!(stream.counts(), whole.counts, "stream counts differ");
+
+    let again = s.scrub(&whole.text);
+    assert_eq!(again.text, whole.text, "scrubbing is not idempotent");
+});
