@@ -41,6 +41,8 @@ pub(crate) const JWT_MAX: usize = 16 * 1024;
 const LOCAL_MAX: usize = 64;
 /// Longest e-mail domain (RFC 1035).
 const DOMAIN_MAX: usize = 253;
+/// Windows shorter than this are searched for secret prefixes without the SIMD prefilter.
+const SHORT_WINDOW: usize = 256;
 /// How far back a context word ("ssn", "phone", "version") may stand.
 const CONTEXT_WINDOW: usize = 32;
 
@@ -387,17 +389,16 @@ fn phone(h: &Hay<'_>, t: usize) -> (usize, Parse) {
         // A number opening with `+` or `(` carries its own left edge: what stands before it
         // does not matter (and may be a label after scrubbing).
         Some(b'+') => (t - 1, international(h, t)),
-        Some(b'(') => (t - 1, nanp(h, t - 1, false)),
+        Some(b'(') => (t - 1, nanp(h, t - 1, || false)),
         _ if !num_left_ok(h, t) => (t, Ok(None)),
         _ => {
             // A trunk "1" before a separated number: 1-800-555-0199, 1 (800) 555-0199.
             match trunk(h, t) {
-                Ok(true) => return (t, nanp(h, t + 2, false)),
+                Ok(true) => return (t, nanp(h, t + 2, || false)),
                 Ok(false) => {}
                 Err(NeedMore) => return (t, Err(NeedMore)),
             }
-            let bare = h.context_word(t, PHONE_WORDS);
-            (t, nanp(h, t, bare))
+            (t, nanp(h, t, || h.context_word(t, PHONE_WORDS)))
         }
     }
 }
@@ -409,7 +410,7 @@ fn trunk(h: &Hay<'_>, t: usize) -> Result<bool, NeedMore> {
 }
 
 /// A North American number from `i` (area code, possibly in parentheses), with its extension.
-fn nanp(h: &Hay<'_>, i: usize, allow_bare: bool) -> Parse {
+fn nanp(h: &Hay<'_>, i: usize, allow_bare: impl Fn() -> bool) -> Parse {
     let b = h.b;
     let mut d = [0u8; 10];
     let mut n = 0;
@@ -430,7 +431,7 @@ fn nanp(h: &Hay<'_>, i: usize, allow_bare: bool) -> Parse {
         let e = h.run(j, 10, is_digit)?;
         match e - j {
             3 => {}
-            10 if allow_bare => {
+            10 if allow_bare() => {
                 digits_of(b, j..e, &mut d, &mut n);
                 return finish_nanp(h, &d, e);
             }
@@ -521,7 +522,7 @@ fn international(h: &Hay<'_>, t: usize) -> Parse {
         if first == j && matches!(h.get(j)?, Some(b' ' | b'-' | b'.')) {
             j += 1;
         }
-        return nanp(h, j, true);
+        return nanp(h, j, || true);
     }
     // Groups share one separator. The number is the longest run of groups that ends cleanly,
     // so "+44 20 7946 0958 10.0.0.1" is a phone followed by an address.
@@ -586,10 +587,8 @@ fn ipv4(h: &Hay<'_>, t: usize) -> Parse {
     if is_word(p) || matches!(p, b'.' | b'-' | b'@' | b'/') && h.prev(t - 1).is_some_and(glues) {
         return Ok(None);
     }
-    if h.context_word(t, VERSION_WORDS) {
-        return Ok(None);
-    }
-    ipv4_body(h, t)
+    let parse = ipv4_body(h, t)?;
+    Ok(parse.filter(|_| !h.context_word(t, VERSION_WORDS)))
 }
 
 fn ipv4_body(h: &Hay<'_>, t: usize) -> Parse {
@@ -831,7 +830,8 @@ fn pem_footer(h: &Hay<'_>, i: usize) -> Result<Option<Range<usize>>, usize> {
 /// The compiled detectors of one policy.
 pub(crate) struct Engine {
     kinds: KindSet,
-    secrets: Option<AhoCorasick>,
+    /// Secret prefixes: a SIMD-prefiltered searcher for long windows, a DFA for short ones.
+    secrets: Option<[AhoCorasick; 2]>,
     dictionary: Option<Dictionary>,
 }
 
@@ -839,7 +839,11 @@ impl Engine {
     pub(crate) fn new(kinds: KindSet, terms: &[String]) -> Result<Engine, PolicyError> {
         let wanted = [Kind::ApiKey, Kind::Jwt, Kind::PrivateKey];
         let secrets = match wanted.iter().any(|k| kinds.contains(*k)) {
-            true => Some(secrets::automaton(kinds).map_err(|_| PolicyError::Build)?),
+            true => {
+                let long = secrets::automaton(kinds, false).map_err(|_| PolicyError::Build)?;
+                let short = secrets::automaton(kinds, true).map_err(|_| PolicyError::Build)?;
+                Some([long, short])
+            }
             false => None,
         };
         let dictionary = match kinds.contains(Kind::Dictionary) && !terms.is_empty() {
@@ -989,6 +993,7 @@ impl Engine {
         };
         let b = h.b;
         let mut i = from;
+        let mut last_ipv6 = usize::MAX;
         while let Some(t) = next_trigger(b, i) {
             if b[t] == b'@' {
                 if self.kinds.contains(Kind::Email) {
@@ -1001,15 +1006,20 @@ impl Engine {
             // Only the first digit of a run starts a number.
             let run_start = t == 0 || !is_digit(b[t - 1]);
             if run_start {
-                self.on_digit(h, t, &mut add);
+                self.on_digit(h, t, &mut last_ipv6, &mut add);
             }
             i = t + 1;
             while i < b.len() && is_digit(b[i]) {
                 i += 1;
             }
         }
-        if let Some(ac) = &self.secrets {
-            for m in ac.find_overlapping_iter(&b[from..]) {
+        if let Some([long, short]) = &self.secrets {
+            let ac = if b.len() - from < SHORT_WINDOW {
+                short
+            } else {
+                long
+            };
+            for m in ac.find_iter(&b[from..]) {
                 let p = from + m.start();
                 let format = &secrets::FORMATS[m.pattern().as_usize()];
                 if format.kind != Kind::PrivateKey
@@ -1030,28 +1040,57 @@ impl Engine {
         }
     }
 
-    fn on_digit(&self, h: &Hay<'_>, t: usize, add: &mut impl FnMut(usize, Kind, Parse, bool)) {
+    fn on_digit(
+        &self,
+        h: &Hay<'_>,
+        t: usize,
+        last_ipv6: &mut usize,
+        add: &mut impl FnMut(usize, Kind, Parse, bool),
+    ) {
         let k = self.kinds;
-        let grouped = continues_group(h.b, t);
-        if k.contains(Kind::CreditCard) {
+        let b = h.b;
+        // The shape of the digit run picks the parsers worth running; a run that reaches the end
+        // of an unfinished window runs them all (they answer "need more").
+        let run = b[t..].iter().take(20).take_while(|c| is_digit(**c)).count();
+        let next = b.get(t + run).copied();
+        let open = next.is_none() && !h.eof;
+        let prev = h.prev(t);
+        let grouped = continues_group(b, t);
+        if k.contains(Kind::CreditCard)
+            && (open || run >= 12 || (run == 4 && matches!(next, Some(b' ' | b'-'))))
+        {
             add(t, Kind::CreditCard, card(h, t), grouped);
         }
-        if k.contains(Kind::Ssn) {
+        if k.contains(Kind::Ssn)
+            && (open || run == 9 || (run == 3 && matches!(next, Some(b' ' | b'-'))))
+        {
             add(t, Kind::Ssn, ssn(h, t), grouped);
         }
-        if k.contains(Kind::Phone) {
+        let phone_shape = matches!(prev, Some(b'+' | b'('))
+            || matches!(run, 3 | 10)
+            || (run == 1 && b[t] == b'1');
+        if k.contains(Kind::Phone) && (open || phone_shape) {
             let (s, parse) = phone(h, t);
             add(s, Kind::Phone, parse, grouped && s == t);
         }
         if k.contains(Kind::IpAddress) {
-            add(t, Kind::IpAddress, ipv4(h, t), false);
-            let (s, parse) = ipv6(h, t);
-            add(s, Kind::IpAddress, parse, false);
+            if open || (run <= 3 && next == Some(b'.')) {
+                add(t, Kind::IpAddress, ipv4(h, t), false);
+            }
+            let colon_near = prev.is_some_and(|c| c == b':' || is(c, HEX))
+                || next.is_some_and(|c| c == b':' || is(c, HEX));
+            if open || colon_near {
+                let (s, parse) = ipv6(h, t);
+                if s != *last_ipv6 {
+                    *last_ipv6 = s;
+                    add(s, Kind::IpAddress, parse, false);
+                }
+            }
         }
         if k.contains(Kind::Iban)
             && t >= 2
-            && h.b[t - 1].is_ascii_alphabetic()
-            && h.b[t - 2].is_ascii_alphabetic()
+            && b[t - 1].is_ascii_alphabetic()
+            && b[t - 2].is_ascii_alphabetic()
             && !h.prev(t - 2).is_some_and(is_word)
         {
             add(t - 2, Kind::Iban, iban(h, t), false);
@@ -1066,6 +1105,11 @@ fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
     let n = e - body;
     let glued = h.get(e)?.is_some_and(|c| c.is_ascii_alphanumeric());
     Ok((!glued && (f.min..=f.max).contains(&n)).then_some(e))
+}
+
+/// Whether a stream may have to hold `c` back at its tail (see [`Engine::scan`]).
+pub(crate) fn may_hold(c: u8) -> bool {
+    is(c, HOLD) || !c.is_ascii()
 }
 
 /// Position of the next digit or `@` at or after `from`.

@@ -46,7 +46,7 @@ impl Dictionary {
         }
         let automaton = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
             .build(&patterns)
             .map_err(|_| PolicyError::DictionaryTooLarge)?;
         let mut sorted: Vec<Vec<u8>> = patterns
@@ -85,7 +85,7 @@ impl Dictionary {
         from: usize,
         add: &mut dyn FnMut(usize, Kind, Result<Option<usize>, NeedMore>),
     ) {
-        for m in self.automaton.find_overlapping_iter(&h.b[from..]) {
+        for m in self.automaton.find_iter(&h.b[from..]) {
             let (start, end) = (from + m.start(), from + m.end());
             if is_alphanumeric_at_end(h.text, start) {
                 continue;

@@ -13,7 +13,7 @@
 
 use zeroize::Zeroizing;
 
-use super::detect::{floor_char_boundary, Candidate, ScanState, CONTEXT};
+use super::detect::{floor_char_boundary, may_hold, Candidate, ScanState, CONTEXT, MAX_BACKTRACK};
 use super::{mask, Counts, Kind, Scrubber, Vault};
 
 /// Released bytes kept before the buffer is compacted (amortises the move).
@@ -99,6 +99,16 @@ impl<'s> StreamScrubber<'s> {
             cands,
             ..
         } = self;
+        // Fast path: a short tail of word characters cannot be released yet and cannot finish
+        // a candidate, so scanning it again would change nothing.
+        let pending = &buf.as_bytes()[*released..];
+        if !eof
+            && !state.in_private_key
+            && pending.len() <= MAX_BACKTRACK
+            && pending.iter().all(|&c| may_hold(c))
+        {
+            return;
+        }
         let text: &str = buf;
         let mut copied = *released;
         let frontier = scrubber
