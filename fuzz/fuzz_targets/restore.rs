@@ -2,20 +2,8 @@
 //! streamed placeholder scrubbing numbers like one-shot scrubbing.
 #![no_main]
 
-use std::sync::OnceLock;
-
-use lethe::scrub::{restore, Policy, Scrubber, StreamRestorer, Style, Vault};
+use lethe::scrub::{restore, StreamRestorer, Style, Vault};
 use libfuzzer_sys::fuzz_target;
-
-fn scrubber() -> &'static Scrubber {
-    static S: OnceLock<Scrubber> = OnceLock::new();
-    S.get_or_init(
-        || match Scrubber::new(&Policy::default().with_style(Style::Placeholder)) {
-            Ok(s) => s,
-            Err(e) => panic!("placeholder policy: {e}"),
-        },
-    )
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((lens, payload)) = lethe_fuzz::split(data) else {
@@ -24,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(payload) else {
         return;
     };
-    let s = scrubber();
+    let s = lethe_fuzz::scrubber(Some(Style::Placeholder));
     let mut vault = Vault::new();
     let scrubbed = s.scrub_in(text, &mut vault);
 

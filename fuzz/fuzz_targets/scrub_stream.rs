@@ -3,18 +3,8 @@
 //! holds back more than `HOLD_BOUND` bytes.
 #![no_main]
 
-use std::sync::OnceLock;
-
-use lethe::scrub::{Policy, Scrubber, Vault, HOLD_BOUND};
+use lethe::scrub::{Vault, HOLD_BOUND};
 use libfuzzer_sys::fuzz_target;
-
-fn scrubber() -> &'static Scrubber {
-    static S: OnceLock<Scrubber> = OnceLock::new();
-    S.get_or_init(|| match Scrubber::new(&Policy::default()) {
-        Ok(s) => s,
-        Err(e) => panic!("default policy: {e}"),
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((lens, payload)) = lethe_fuzz::split(data) else {
@@ -23,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(payload) else {
         return;
     };
-    let s = scrubber();
+    let s = lethe_fuzz::scrubber(None);
     let whole = s.scrub(text);
 
     let mut vault = Vault::new();

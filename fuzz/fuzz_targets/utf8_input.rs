@@ -2,25 +2,15 @@
 //! exactly the input, and the stream must equal one-shot scrubbing, or the input is not UTF-8.
 #![no_main]
 
-use std::sync::OnceLock;
-
-use lethe::scrub::{Policy, Scrubber, Utf8Input, Vault};
+use lethe::scrub::{Utf8Input, Vault};
 use libfuzzer_sys::fuzz_target;
-
-fn scrubber() -> &'static Scrubber {
-    static S: OnceLock<Scrubber> = OnceLock::new();
-    S.get_or_init(|| match Scrubber::new(&Policy::default()) {
-        Ok(s) => s,
-        Err(e) => panic!("default policy: {e}"),
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((lens, bytes)) = lethe_fuzz::split(data) else {
         return;
     };
     let valid = std::str::from_utf8(bytes);
-    let s = scrubber();
+    let s = lethe_fuzz::scrubber(None);
 
     let mut utf8 = Utf8Input::new();
     let mut vault = Vault::new();

@@ -4,6 +4,26 @@
 //! pieces of `len_1`, `len_2`, … bytes, cycling. A length of zero makes an empty delta.
 
 use std::ops::Range;
+use std::sync::OnceLock;
+
+use lethe::scrub::{Policy, Scrubber, Style};
+
+/// The scrubber for `style` (`None`: the default policy), compiled once per process.
+pub fn scrubber(style: Option<Style>) -> &'static Scrubber {
+    static DEFAULT: OnceLock<Scrubber> = OnceLock::new();
+    static PLACEHOLDER: OnceLock<Scrubber> = OnceLock::new();
+    let (cell, policy) = match style {
+        Some(Style::Placeholder) => (
+            &PLACEHOLDER,
+            Policy::default().with_style(Style::Placeholder),
+        ),
+        _ => (&DEFAULT, Policy::default()),
+    };
+    cell.get_or_init(|| match Scrubber::new(&policy) {
+        Ok(s) => s,
+        Err(e) => panic!("policy does not compile: {e}"),
+    })
+}
 
 /// Splits `data` into its delta lengths and its payload; `None` if it is too short.
 pub fn split(data: &[u8]) -> Option<(Vec<usize>, &[u8])> {
