@@ -42,6 +42,7 @@ pub(crate) mod validate;
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 pub use mask::Vault;
 pub use restore::{restore, StreamRestorer};
@@ -402,8 +403,14 @@ pub struct Finding {
     pub range: Range<usize>,
 }
 
-/// A compiled policy. Cheap to share (`Send + Sync`), built once.
+/// A compiled policy, built once. Cloning is cheap (a reference count): every clone and every
+/// stream shares the compiled automata. `Send + Sync`.
+#[derive(Clone)]
 pub struct Scrubber {
+    inner: Arc<Compiled>,
+}
+
+struct Compiled {
     engine: Engine,
     styles: [Style; Kind::COUNT],
 }
@@ -411,8 +418,8 @@ pub struct Scrubber {
 impl fmt::Debug for Scrubber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scrubber")
-            .field("kinds", &self.engine.kinds())
-            .field("styles", &self.styles)
+            .field("kinds", &self.inner.engine.kinds())
+            .field("styles", &self.inner.styles)
             .finish_non_exhaustive()
     }
 }
@@ -421,19 +428,25 @@ impl Scrubber {
     /// Compiles `policy`.
     pub fn new(policy: &Policy) -> Result<Scrubber, PolicyError> {
         Ok(Scrubber {
-            engine: Engine::new(policy.enabled, &policy.terms)?,
-            styles: policy.styles,
+            inner: Arc::new(Compiled {
+                engine: Engine::new(policy.enabled, &policy.terms)?,
+                styles: policy.styles,
+            }),
         })
     }
 
     /// The kinds this scrubber detects.
     pub fn kinds(&self) -> KindSet {
-        self.engine.kinds()
+        self.inner.engine.kinds()
     }
 
     /// The style this scrubber uses for `kind`.
     pub fn style(&self, kind: Kind) -> Style {
-        self.styles[kind.index()]
+        self.inner.styles[kind.index()]
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
     }
 
     /// Scrubs `text` in one go. Placeholders, if the policy uses them, are numbered within this
@@ -450,7 +463,7 @@ impl Scrubber {
         let mut state = detect::ScanState::default();
         let mut cands = Vec::new();
         let end = self
-            .engine
+            .engine()
             .scan(text, 0, true, &mut state, &mut cands, &mut |piece| {
                 let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
                 buf.push_str(&text[copied..piece.range.start]);
@@ -480,7 +493,7 @@ impl Scrubber {
         let mut found: Vec<Finding> = Vec::new();
         let mut state = detect::ScanState::default();
         let mut cands = Vec::new();
-        self.engine
+        self.engine()
             .scan(text, 0, true, &mut state, &mut cands, &mut |piece| match (
                 piece.replace,
                 found.last_mut(),
@@ -498,8 +511,8 @@ impl Scrubber {
     }
 
     /// Starts a stream: feed it deltas with [`StreamScrubber::push`].
-    pub fn stream(&self) -> StreamScrubber<'_> {
-        StreamScrubber::new(self)
+    pub fn stream(&self) -> StreamScrubber {
+        StreamScrubber::new(self.clone())
     }
 }
 

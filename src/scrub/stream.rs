@@ -20,8 +20,8 @@ use super::{mask, Counts, Kind, Scrubber, Vault};
 const COMPACT_AT: usize = 8 * 1024;
 
 /// A scrubber for one stream of text (one choice, one content block).
-pub struct StreamScrubber<'s> {
-    scrubber: &'s Scrubber,
+pub struct StreamScrubber {
+    scrubber: Scrubber,
     buf: Zeroizing<String>,
     /// `buf[..released]` has been released; the rest is held back.
     released: usize,
@@ -32,7 +32,7 @@ pub struct StreamScrubber<'s> {
     finished: bool,
 }
 
-impl std::fmt::Debug for StreamScrubber<'_> {
+impl std::fmt::Debug for StreamScrubber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamScrubber")
             .field("held_back", &self.held_back())
@@ -41,8 +41,8 @@ impl std::fmt::Debug for StreamScrubber<'_> {
     }
 }
 
-impl<'s> StreamScrubber<'s> {
-    pub(crate) fn new(scrubber: &'s Scrubber) -> StreamScrubber<'s> {
+impl StreamScrubber {
+    pub(crate) fn new(scrubber: Scrubber) -> StreamScrubber {
         StreamScrubber {
             scrubber,
             buf: Zeroizing::new(String::new()),
@@ -112,7 +112,7 @@ impl<'s> StreamScrubber<'s> {
         let text: &str = buf;
         let mut copied = *released;
         let frontier = scrubber
-            .engine
+            .engine()
             .scan(text, *released, eof, state, cands, &mut |piece| {
                 out.push_str(&text[copied..piece.range.start]);
                 copied = piece.range.end;
