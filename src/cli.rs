@@ -5,12 +5,15 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::{Config, Overrides};
 use crate::scrub::{KindSet, Policy, Scrubber, Style, Utf8Input, Vault};
+use crate::server::{shutdown_signal, Server};
 
 /// Read size for `lethe scrub`; output follows each read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -28,8 +31,31 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the proxy (built-in default config unless --config is given).
+    Serve(ServeArgs),
+    /// Validate a config file and explain what is wrong, by key name.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
     /// Scrub stdin to stdout as it streams (UTF-8 text; lines are preserved).
     Scrub(ScrubArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// TOML config file (see examples/lethe.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address, overriding server.listen (IP:PORT).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Origin for every openai-format route, such as http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL")]
+    openai_upstream: Option<String>,
+    /// Origin for every anthropic-format route.
+    #[arg(long, value_name = "URL")]
+    anthropic_upstream: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -79,8 +105,75 @@ where
         }
     };
     match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig { file } => check_config(&file),
         Command::Scrub(args) => scrub(args),
     }
+}
+
+fn load_config(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ExitCode> {
+    let loaded = match file {
+        Some(path) => Config::load(path, overrides),
+        None => Config::default_config(overrides),
+    };
+    loaded.map_err(|e| {
+        fail(&format!("lethe: {e}"));
+        ExitCode::from(2)
+    })
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match load_config(Some(file), &Overrides::default()) {
+        Ok(config) => {
+            let _ = writeln!(
+                io::stdout(),
+                "{}: ok ({} route{}, listening on {})",
+                file.display(),
+                config.routes.len(),
+                if config.routes.len() == 1 { "" } else { "s" },
+                config.server.listen
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let overrides = Overrides {
+        listen: args.listen,
+        openai_upstream: args.openai_upstream,
+        anthropic_upstream: args.anthropic_upstream,
+    };
+    let config = match load_config(args.config.as_deref(), &overrides) {
+        Ok(c) => Arc::new(c),
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(_) => {
+            fail("lethe: cannot start the runtime");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                fail(&format!("lethe: {e}"));
+                return ExitCode::from(1);
+            }
+        };
+        if let Ok(addr) = server.local_addr() {
+            let scheme = if server.is_tls() { "https" } else { "http" };
+            fail(&format!("lethe: serving on {scheme}://{addr}"));
+        }
+        server.serve(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
 }
 
 fn fail(line: &str) {

@@ -17,4 +17,7 @@
 //! are dropped. What cannot be scrubbed is not passed on.
 
 pub mod cli;
+pub mod config;
+pub mod proxy;
 pub mod scrub;
+pub mod server;

@@ -140,7 +140,8 @@ impl Kind {
             .find(|k| k.name().eq_ignore_ascii_case(name))
     }
 
-    const fn index(self) -> usize {
+    /// Position in [`Kind::ALL`], for per-kind arrays.
+    pub const fn index(self) -> usize {
         self as usize
     }
 

@@ -1,0 +1,111 @@
+//! Response bodies: whole (scrubbed JSON, errors) or a scrubbed SSE stream.
+//!
+//! [`SseBody`] wraps the upstream body and does the streaming work as the client reads: each
+//! upstream read is decoded into events, each event scrubbed and re-encoded, and the result sent
+//! at once. Nothing is buffered beyond one event plus the scrubbers' hold-back. When the client
+//! goes away hyper drops the body, which drops the upstream body and so cancels the upstream
+//! request.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+
+use super::events::EventScrubber;
+use super::sse::{Decoder, Item};
+
+/// Every response body Lethe sends.
+pub type ProxyBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A body sent in one piece.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+/// A scrubbed SSE stream over an upstream body `B`.
+pub struct SseBody<B> {
+    upstream: B,
+    decoder: Decoder,
+    events: EventScrubber,
+    done: bool,
+}
+
+impl<B> SseBody<B> {
+    /// Streams `upstream` through `events`.
+    pub fn new(upstream: B, decoder: Decoder, events: EventScrubber) -> SseBody<B> {
+        SseBody {
+            upstream,
+            decoder,
+            events,
+            done: false,
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<u8>) -> bool {
+        loop {
+            match self.decoder.next() {
+                Ok(Some(Item::Event(event))) => self.events.on_event(event, out),
+                Ok(Some(Item::Comment)) => {}
+                Ok(None) => return true,
+                Err(_) => {
+                    self.events.on_error(out);
+                    return false;
+                }
+            }
+        }
+    }
+
+}
+
+impl<B> Body for SseBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let mut out = Vec::new();
+        while !this.done {
+            match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        this.decoder.push(&data);
+                        if !this.drain(&mut out) {
+                            this.done = true;
+                        }
+                    }
+                }
+                Some(Err(_)) => {
+                    this.events.on_error(&mut out);
+                    this.done = true;
+                }
+                None => {
+                    let clean = this.drain(&mut out) && this.decoder.finish().is_ok();
+                    if clean {
+                        this.events.on_end(&mut out);
+                    } else {
+                        this.events.on_error(&mut out);
+                    }
+                    this.done = true;
+                }
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}

@@ -1,0 +1,212 @@
+//! The upstream side: a pooled HTTP/1.1 + HTTP/2 client over rustls, key injection, timeouts
+//! and fallback.
+//!
+//! # Rules
+//! - The provider key is injected from a `SecretString` into the header its format uses
+//!   (`Authorization: Bearer` for OpenAI, `x-api-key` for Anthropic) and marked sensitive, so
+//!   hyper's HPACK never indexes it. A passthrough route forwards the client's header instead.
+//! - Privacy headers, hop-by-hop headers, `Host`, `Content-Length` and `Accept-Encoding` are
+//!   never forwarded: Lethe asks for an identity-encoded answer because it must read it to
+//!   scrub it.
+//! - Fallback to the next route happens only before the first response byte: on a connect
+//!   error, a first-byte timeout, a 429 or a 5xx. Once headers are in, the answer is final.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use secrecy::ExposeSecret;
+
+use super::error::ProxyError;
+use super::policy::PRIVACY_HEADERS;
+use crate::config::{Config, Format, ProviderKey, Route};
+
+/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus those Lethe
+/// sets itself.
+const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "accept-encoding",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in NOT_FORWARDED {
+        headers.remove(*name);
+    }
+}
+
+/// The pooled client shared by every request.
+pub struct Upstream {
+    client: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    first_byte_timeout: Duration,
+}
+
+/// An upstream answer and the route that gave it.
+pub struct Answer {
+    /// Response head and body.
+    pub response: Response<Incoming>,
+    /// Index of the route that answered.
+    pub route: usize,
+}
+
+impl Upstream {
+    /// Builds the client. TLS trusts the built-in Mozilla roots (no file is read).
+    pub fn new(config: &Config) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.upstream.connect_timeout));
+        // rustls with the ring provider (the only one compiled in) and the Mozilla roots.
+        let connector = HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = HyperClient::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.upstream.pool_idle_timeout)
+            .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
+            .build(connector);
+        Upstream {
+            client,
+            first_byte_timeout: config.upstream.first_byte_timeout,
+        }
+    }
+
+    /// Sends the request to `chain[0]`, falling back along `chain` before the first byte.
+    pub async fn send(
+        &self,
+        config: &Config,
+        chain: &[usize],
+        method: &Method,
+        path_and_query: &str,
+        client_headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Answer, ProxyError> {
+        let mut last = ProxyError::UpstreamUnreachable;
+        for (attempt, &index) in chain.iter().enumerate() {
+            let route = &config.routes[index];
+            let is_last = attempt + 1 == chain.len();
+            let request = build(route, method, path_and_query, client_headers, body.clone())?;
+            match tokio::time::timeout(self.first_byte_timeout, self.client.request(request)).await
+            {
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    let retry =
+                        status == http::StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    if retry && !is_last {
+                        continue;
+                    }
+                    return Ok(Answer {
+                        response,
+                        route: index,
+                    });
+                }
+                Ok(Err(_)) => last = ProxyError::UpstreamUnreachable,
+                Err(_) => last = ProxyError::UpstreamTimeout,
+            }
+        }
+        Err(last)
+    }
+}
+
+fn build(
+    route: &Route,
+    method: &Method,
+    path_and_query: &str,
+    client_headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, ProxyError> {
+    let base = &route.base_url;
+    let prefix = base.path().trim_end_matches('/');
+    let uri = Uri::builder()
+        .scheme(
+            base.scheme()
+                .cloned()
+                .ok_or(ProxyError::UpstreamUnreachable)?,
+        )
+        .authority(
+            base.authority()
+                .cloned()
+                .ok_or(ProxyError::UpstreamUnreachable)?,
+        )
+        .path_and_query(format!("{prefix}{path_and_query}"))
+        .build()
+        .map_err(|_| ProxyError::Malformed)?;
+    let mut headers = client_headers.clone();
+    strip_hop_by_hop(&mut headers);
+    for name in PRIVACY_HEADERS {
+        headers.remove(*name);
+    }
+    if let ProviderKey::Secret(key) = &route.key {
+        headers.remove(header::AUTHORIZATION);
+        headers.remove("x-api-key");
+        let (name, value) = match route.format {
+            Format::OpenAi => (
+                header::AUTHORIZATION,
+                format!("Bearer {}", key.expose_secret()),
+            ),
+            Format::Anthropic => (
+                HeaderName::from_static("x-api-key"),
+                key.expose_secret().to_owned(),
+            ),
+        };
+        let mut value =
+            HeaderValue::try_from(value).map_err(|_| ProxyError::UpstreamUnreachable)?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    } else {
+        for name in [header::AUTHORIZATION, HeaderName::from_static("x-api-key")] {
+            if let Some(v) = headers.get_mut(&name) {
+                v.set_sensitive(true);
+            }
+        }
+    }
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    if !body.is_empty() {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
