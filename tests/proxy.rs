@@ -1,0 +1,434 @@
+//! The proxy end to end: `lethe serve` and the mock provider as real processes on 127.0.0.1.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{forget, lethe, lethe_for, mock, post, request, seen};
+
+const CARD: &str = "4111 1111 1111 1111";
+const EMAIL: &str = "jane.doe@example.com";
+const PHONE: &str = "415-555-0132";
+const SSN: &str = "123-45-6789";
+
+/// Everything the mock provider received, as one string.
+fn provider_saw(m: &support::Proc) -> String {
+    seen(m).iter().map(Value::to_string).collect()
+}
+
+fn assert_clean(haystack: &str, what: &str) {
+    for value in [CARD, EMAIL, PHONE, SSN, "4111111111111111", "jane.doe", "555-0132", "45-6789"] {
+        assert!(!haystack.contains(value), "{what} contains {value:?}: {haystack}");
+    }
+}
+
+#[test]
+fn request_text_is_scrubbed_before_the_provider_sees_it() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let body = json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": format!("customer {EMAIL}")},
+            {"role": "user", "content": [{"type": "text", "text": format!("card {CARD}, ssn {SSN}")}]},
+            {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "lookup", "arguments": format!("{{\"phone\":\"{PHONE}\"}}")}}]}
+        ],
+        "metadata": {"note": format!("call {PHONE}")}
+    });
+    let reply = post(&l.addr, "/v1/chat/completions", &[("authorization", "Bearer sk-client")], &body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let saw = provider_saw(&m);
+    assert_clean(&saw, "provider request");
+    assert!(saw.contains("[EMAIL]") && saw.contains("**** **** **** 1111") && saw.contains("[SSN]"));
+    assert!(saw.contains("gpt-4o-mini") && saw.contains("call_1"), "structural fields kept");
+    let last = seen(&m).pop().unwrap();
+    assert_eq!(last["headers"]["authorization"], "Bearer sk-client", "passthrough key");
+    assert_clean(&reply.text(), "client answer");
+}
+
+#[test]
+fn every_streamed_api_scrubs_values_split_across_events_and_one_byte_writes() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let reply_text = format!("Reach {EMAIL} or {PHONE}; card {CARD}. Done.");
+    let expected = "Reach [EMAIL] or [PHONE]; card **** **** **** 1111. Done.";
+    let cases: [(&str, Value, &[(&str, &str)]); 6] = [
+        ("/v1/chat/completions", json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}), &[]),
+        ("/v1/completions", json!({"model": "m", "stream": true, "prompt": "hi"}), &[]),
+        ("/v1/responses", json!({"model": "m", "stream": true, "input": "hi"}), &[]),
+        ("/v1/messages", json!({"model": "m", "stream": true, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}), &[]),
+        ("/v1/chat/completions", json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}], "tools": []}), &[("x-mock-tool-call", "lookup")]),
+        ("/v1/messages", json!({"model": "m", "stream": true, "max_tokens": 10, "thinking": {"type": "enabled", "budget_tokens": 1024}, "messages": [{"role": "user", "content": "hi"}]}), &[]),
+    ];
+    for (path, body, extra) in cases {
+        for (delta_chars, write_bytes) in [("1", "1"), ("3", "7"), ("50", "4096")] {
+            let mut headers = vec![
+                ("x-mock-reply", reply_text.as_str()),
+                ("x-mock-delta-chars", delta_chars),
+                ("x-mock-write-bytes", write_bytes),
+            ];
+            headers.extend_from_slice(extra);
+            let reply = post(&l.addr, path, &headers, &body);
+            assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+            assert_eq!(reply.headers.get("content-type").map(String::as_str), Some("text/event-stream"));
+            let raw = reply.text();
+            assert_clean(&raw, path);
+            let text = streamed_text(path, &reply.events(), !extra.is_empty());
+            let want = if extra.is_empty() {
+                expected.to_owned()
+            } else {
+                // Tool arguments are JSON text: {"text": REPLY}.
+                json!({"text": expected}).to_string()
+            };
+            assert!(text.contains(&want), "{path} ({delta_chars}/{write_bytes}): got {text:?}");
+        }
+    }
+}
+
+/// Concatenates the streamed text of one answer.
+fn streamed_text(path: &str, events: &[(Option<String>, String)], tool: bool) -> String {
+    let mut text = String::new();
+    for (name, data) in events {
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap_or_else(|_| panic!("{path}: not JSON: {data}"));
+        match path {
+            "/v1/chat/completions" => {
+                for c in v["choices"].as_array().into_iter().flatten() {
+                    if tool {
+                        for call in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                            text.push_str(call["function"]["arguments"].as_str().unwrap_or(""));
+                        }
+                    } else {
+                        text.push_str(c["delta"]["content"].as_str().unwrap_or(""));
+                    }
+                }
+            }
+            "/v1/completions" => {
+                for c in v["choices"].as_array().into_iter().flatten() {
+                    text.push_str(c["text"].as_str().unwrap_or(""));
+                }
+            }
+            "/v1/responses" => {
+                if name.as_deref() == Some("response.output_text.delta") {
+                    text.push_str(v["delta"].as_str().unwrap());
+                }
+                if name.as_deref() == Some("response.completed") {
+                    let full = v["response"]["output"][0]["content"][0]["text"].as_str().unwrap();
+                    assert_eq!(full, text, "response.completed carries the same scrubbed text");
+                }
+            }
+            _ => {
+                if v["type"] == "content_block_delta" && v["delta"]["type"] == "text_delta" {
+                    text.push_str(v["delta"]["text"].as_str().unwrap());
+                }
+            }
+        }
+    }
+    text
+}
+
+#[test]
+fn placeholders_hide_values_from_the_provider_and_come_back_to_the_client() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": format!("mail {EMAIL} twice: {EMAIL}")}]});
+    let headers = [("x-pii-masking", "placeholder")];
+    let reply = post(&l.addr, "/v1/chat/completions", &headers, &body);
+    assert_eq!(reply.status, 200);
+    let saw = provider_saw(&m);
+    assert!(saw.contains("mail [EMAIL_1] twice: [EMAIL_1]"), "{saw}");
+    assert_clean(&saw, "provider request");
+    assert_eq!(
+        reply.json()["choices"][0]["message"]["content"],
+        format!("echo: mail {EMAIL} twice: {EMAIL}")
+    );
+    let mut stream_body = body.clone();
+    stream_body["stream"] = json!(true);
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[("x-pii-masking", "placeholder"), ("x-mock-delta-chars", "2"), ("x-mock-write-bytes", "3")],
+        &stream_body,
+    );
+    let text = streamed_text("/v1/chat/completions", &reply.events(), false);
+    assert_eq!(text, format!("echo: mail {EMAIL} twice: {EMAIL}"));
+    // A value the provider produces itself is labelled, not restored.
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[("x-pii-masking", "placeholder"), ("x-mock-reply", "from bob@corp.io to [EMAIL_1]")],
+        &body,
+    );
+    assert_eq!(reply.json()["choices"][0]["message"]["content"], format!("from [EMAIL] to {EMAIL}"));
+}
+
+#[test]
+fn privacy_and_hop_by_hop_headers_are_not_forwarded() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let headers = [
+        ("x-pii-detection", "true"),
+        ("x-pii-types", "email,ssn"),
+        ("x-compliance-mode", "GDPR"),
+        ("x-logging-level", "debug"),
+        ("x-log-request", "true"),
+        ("x-log-response", "true"),
+        ("x-log-metadata", "true"),
+        ("x-log-user-id", "user-42"),
+        ("x-log-session-id", "session-42"),
+        ("keep-alive", "timeout=5"),
+        ("x-custom-drop", "1"),
+        ("connection", "close, x-custom-drop"),
+        ("openai-organization", "org-1"),
+    ];
+    let reply = post(&l.addr, "/v1/chat/completions", &headers, &json!({"model": "m", "messages": []}));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let last = seen(&m).pop().unwrap();
+    let sent: Vec<&String> = last["headers"].as_object().unwrap().keys().collect();
+    for h in ["x-pii-detection", "x-pii-types", "x-compliance-mode", "x-logging-level", "x-log-request",
+              "x-log-response", "x-log-metadata", "x-log-user-id", "x-log-session-id", "keep-alive", "x-custom-drop"] {
+        assert!(!sent.iter().any(|s| s.as_str() == h), "{h} was forwarded: {sent:?}");
+    }
+    assert_eq!(last["headers"]["openai-organization"], "org-1");
+    assert_eq!(last["headers"]["accept-encoding"], "identity");
+}
+
+#[test]
+fn the_floor_cannot_be_lowered_by_headers() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": format!("{EMAIL} {CARD}")}]});
+    for headers in [
+        vec![("x-pii-detection", "false")],
+        vec![("x-pii-types", "ssn")],
+        vec![("x-pii-masking", "off")],
+        vec![("x-logging-level", "verbose"), ("x-log-request", "true")],
+    ] {
+        forget(&m);
+        let reply = post(&l.addr, "/v1/chat/completions", &headers, &body);
+        assert_eq!(reply.status, 200, "{headers:?}");
+        assert_clean(&provider_saw(&m), "provider request");
+    }
+    // A weaker style than the floor's is ignored: the e-mail stays a label.
+    forget(&m);
+    post(&l.addr, "/v1/chat/completions", &[("x-pii-masking", "mask")], &body);
+    assert!(provider_saw(&m).contains("[EMAIL]"));
+    let reply = post(&l.addr, "/v1/chat/completions", &[("x-compliance-mode", "SOMETHING")], &body);
+    assert_eq!(reply.status, 400);
+}
+
+#[test]
+fn lowering_works_only_when_the_operator_allows_it() {
+    let m = mock(&[]);
+    let config = format!(
+        "[policy]\nallow_client_lower = true\n[[route]]\nname = \"o\"\nformat = \"openai\"\nbase_url = \"http://{}\"\nkey = \"passthrough\"\n",
+        m.addr
+    );
+    let (l, _file) = lethe(Some(&config), &[], &[]);
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": EMAIL}]});
+    post(&l.addr, "/v1/chat/completions", &[("x-pii-detection", "off")], &body);
+    assert!(provider_saw(&m).contains(EMAIL));
+}
+
+#[test]
+fn hipaa_mode_only_uses_routes_with_a_baa() {
+    let m = mock(&[]);
+    let route = |name: &str, baa: bool, models: &str| {
+        format!(
+            "[[route]]\nname = \"{name}\"\nformat = \"openai\"\nbase_url = \"http://{}\"\nmodels = [{models}]\nkey = \"passthrough\"\nhipaa_baa = {baa}\n",
+            m.addr
+        )
+    };
+    let config = route("plain", false, "\"gpt-*\"") + &route("covered", true, "\"claude-*\"");
+    let (l, _file) = lethe(Some(&config), &[], &[]);
+    let hipaa = [("x-compliance-mode", "HIPAA")];
+    let gpt = json!({"model": "gpt-4o", "messages": []});
+    let reply = post(&l.addr, "/v1/chat/completions", &hipaa, &gpt);
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["type"], "permission_error");
+    assert_eq!(post(&l.addr, "/v1/chat/completions", &[], &gpt).status, 200);
+    let claude = json!({"model": "claude-x", "messages": []});
+    assert_eq!(post(&l.addr, "/v1/chat/completions", &hipaa, &claude).status, 200);
+    let none = json!({"model": "llama", "messages": []});
+    assert_eq!(post(&l.addr, "/v1/chat/completions", &[], &none).status, 404);
+}
+
+#[test]
+fn operator_keys_gateway_keys_and_fallback() {
+    let m = mock(&["--require-key", "sk-operator"]);
+    // Port 9 on loopback: nothing listens, the connection is refused.
+    let config = format!(
+        r#"[auth]
+client_key_sha256 = ["{}"]
+[[route]]
+name = "dead"
+format = "openai"
+base_url = "http://127.0.0.1:9"
+key = {{ env = "LETHE_TEST_KEY" }}
+fallback = ["live"]
+[[route]]
+name = "live"
+format = "openai"
+base_url = "http://{}"
+key = {{ env = "LETHE_TEST_KEY" }}
+[[route]]
+name = "claude"
+format = "anthropic"
+base_url = "http://{}"
+key = {{ env = "LETHE_TEST_KEY" }}
+"#,
+        sha256_hex("gw-client-key"),
+        m.addr,
+        m.addr
+    );
+    let (l, _file) = lethe(Some(&config), &[], &[("LETHE_TEST_KEY", "sk-operator")]);
+    let body = json!({"model": "m", "messages": []});
+    let reply = post(&l.addr, "/v1/chat/completions", &[("authorization", "Bearer wrong")], &body);
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.json()["error"]["type"], "authentication_error");
+    assert_eq!(post(&l.addr, "/v1/chat/completions", &[], &body).status, 401);
+    let reply = post(&l.addr, "/v1/chat/completions", &[("authorization", "Bearer gw-client-key")], &body);
+    assert_eq!(reply.status, 200, "fell back to the live route: {}", reply.text());
+    let last = seen(&m).pop().unwrap();
+    assert_eq!(last["headers"]["authorization"], "Bearer sk-operator");
+    let reply = post(
+        &l.addr,
+        "/v1/messages",
+        &[("x-api-key", "gw-client-key"), ("anthropic-version", "2023-06-01")],
+        &json!({"model": "m", "max_tokens": 5, "messages": []}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let last = seen(&m).pop().unwrap();
+    assert_eq!(last["headers"]["x-api-key"], "sk-operator");
+    assert!(last["headers"].get("authorization").is_none());
+}
+
+fn sha256_hex(s: &str) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(s.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+}
+
+#[test]
+fn bad_input_gets_generic_provider_shaped_errors_and_is_not_forwarded() {
+    let m = mock(&[]);
+    let config = format!(
+        "[server]\nmax_body_bytes = 2048\n[upstream]\nfirst_byte_timeout_ms = 300\n[[route]]\nname = \"o\"\nformat = \"openai\"\nbase_url = \"http://{0}\"\nkey = \"passthrough\"\n[[route]]\nname = \"a\"\nformat = \"anthropic\"\nbase_url = \"http://{0}\"\nkey = \"passthrough\"\n",
+        m.addr
+    );
+    let (l, _file) = lethe(Some(&config), &[], &[]);
+    let secret = format!("not json {EMAIL}");
+    for (method, path, body, status, kind) in [
+        ("POST", "/v1/chat/completions", secret.as_bytes().to_vec(), 400, "invalid_request_error"),
+        ("POST", "/v1/chat/completions", b"[1,2]".to_vec(), 400, "invalid_request_error"),
+        ("POST", "/v1/chat/completions", vec![b' '; 4096], 413, "invalid_request_error"),
+        ("GET", "/v1/chat/completions", Vec::new(), 405, "invalid_request_error"),
+        ("POST", "/v1/files", secret.as_bytes().to_vec(), 404, "invalid_request_error"),
+        ("GET", "/etc/passwd", Vec::new(), 404, "invalid_request_error"),
+    ] {
+        forget(&m);
+        let reply = request(&l.addr, method, path, &[], &body);
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.text());
+        let v = reply.json();
+        assert_eq!(v["error"]["type"], kind, "{v}");
+        assert!(!reply.text().contains("jane"), "error echoes input");
+        assert!(seen(&m).is_empty(), "{method} {path} was forwarded");
+    }
+    let reply = request(&l.addr, "POST", "/v1/messages", &[], b"{oops");
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["type"], "error", "Anthropic error shape");
+    // 504: the provider waits longer than first_byte_timeout_ms.
+    let reply = post(&l.addr, "/v1/chat/completions", &[("x-mock-delay-ms", "2000")], &json!({"model": "m"}));
+    assert_eq!(reply.status, 504);
+    assert_eq!(reply.json()["error"]["code"], "timeout");
+    // Provider errors pass through with their status, scrubbed.
+    let reply = post(&l.addr, "/v1/chat/completions", &[("x-mock-status", "429")], &json!({"model": "m"}));
+    assert_eq!(reply.status, 429);
+    // Lethe keeps serving.
+    assert_eq!(request(&l.addr, "GET", "/healthz", &[], b"").status, 200);
+}
+
+#[test]
+fn unreachable_upstream_is_a_502() {
+    let (l, _) = lethe(None, &["--openai-upstream", "http://127.0.0.1:9"], &[]);
+    let reply = post(&l.addr, "/v1/chat/completions", &[], &json!({"model": "m"}));
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.json()["error"]["code"], "upstream_unreachable");
+}
+
+#[test]
+fn a_stream_that_dies_midway_ends_with_an_error_event_and_no_held_text() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let reply_text = format!("The number is {CARD} and more text after it");
+    for (path, body) in [
+        ("/v1/chat/completions", json!({"model": "m", "stream": true, "messages": []})),
+        ("/v1/messages", json!({"model": "m", "stream": true, "max_tokens": 5, "messages": []})),
+    ] {
+        let whole = post(&l.addr, path, &[("x-mock-reply", &reply_text), ("x-mock-delta-chars", "2")], &body);
+        let provider_len = whole.body.len();
+        // Cut the provider's stream at twenty points, before, inside and after the card's events.
+        let mut errors = 0;
+        for i in 1..20 {
+            let cut = (provider_len * i / 20).to_string();
+            let reply = post(
+                &l.addr,
+                path,
+                &[("x-mock-reply", &reply_text), ("x-mock-delta-chars", "2"), ("x-mock-fail-after-bytes", &cut)],
+                &body,
+            );
+            let raw = reply.text();
+            assert_clean(&raw, path);
+            assert!(!raw.contains("4111 1") && !raw.contains("1111 1"), "{path}/{cut}: partial card leaked: {raw}");
+            let events = reply.events();
+            let (_, last) = events.last().expect("some events");
+            assert!(last.contains("the upstream stream failed"), "{path}/{cut}: {last}");
+            errors += 1;
+        }
+        assert_eq!(errors, 19);
+    }
+}
+
+#[test]
+fn health_models_and_version() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    assert_eq!(request(&l.addr, "GET", "/healthz", &[], b"").json()["status"], "ok");
+    assert_eq!(request(&l.addr, "GET", "/readyz", &[], b"").json()["status"], "ready");
+    let models = request(&l.addr, "GET", "/v1/models", &[("authorization", "Bearer k")], b"");
+    assert_eq!(models.status, 200);
+    assert_eq!(models.json()["object"], "list");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe")).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("lethe 0."));
+}
+
+#[test]
+fn check_config_explains_errors_by_key_name() {
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lethe.toml")])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let path = support::tempfile_path::TempPath::new("lethe-bad", "toml");
+    std::fs::write(&path.0, "[policy]\ntypes = [\"email\", \"Jane Doe\"]\n").unwrap();
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("check-config")
+        .arg(&path.0)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("policy.types[1]") && !err.contains("Jane"), "{err}");
+}
