@@ -432,3 +432,43 @@ fn check_config_explains_errors_by_key_name() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("policy.types[1]") && !err.contains("Jane"), "{err}");
 }
+
+/// Established TCP connections whose local port is `port` (the server side), from the kernel.
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let local_port = cols.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && cols.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+#[test]
+fn a_client_that_disconnects_cancels_its_upstream_request() {
+    use std::io::{Read, Write};
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let mock_port: u16 = m.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "x".repeat(400)}]}).to_string();
+    let mut client = std::net::TcpStream::connect(&l.addr).unwrap();
+    write!(
+        client,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-mock-event-delay-ms: 50\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 256];
+    let n = client.read(&mut first).unwrap();
+    assert!(n > 0 && first.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(established_to(mock_port), 1, "one upstream connection while streaming");
+    drop(client);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while established_to(mock_port) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(established_to(mock_port), 0, "the upstream request was cancelled");
+}
