@@ -18,8 +18,20 @@ fn provider_saw(m: &support::Proc) -> String {
 }
 
 fn assert_clean(haystack: &str, what: &str) {
-    for value in [CARD, EMAIL, PHONE, SSN, "4111111111111111", "jane.doe", "555-0132", "45-6789"] {
-        assert!(!haystack.contains(value), "{what} contains {value:?}: {haystack}");
+    for value in [
+        CARD,
+        EMAIL,
+        PHONE,
+        SSN,
+        "4111111111111111",
+        "jane.doe",
+        "555-0132",
+        "45-6789",
+    ] {
+        assert!(
+            !haystack.contains(value),
+            "{what} contains {value:?}: {haystack}"
+        );
     }
 }
 
@@ -37,14 +49,27 @@ fn request_text_is_scrubbed_before_the_provider_sees_it() {
         ],
         "metadata": {"note": format!("call {PHONE}")}
     });
-    let reply = post(&l.addr, "/v1/chat/completions", &[("authorization", "Bearer sk-client")], &body);
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-client")],
+        &body,
+    );
     assert_eq!(reply.status, 200, "{}", reply.text());
     let saw = provider_saw(&m);
     assert_clean(&saw, "provider request");
-    assert!(saw.contains("[EMAIL]") && saw.contains("**** **** **** 1111") && saw.contains("[SSN]"));
-    assert!(saw.contains("gpt-4o-mini") && saw.contains("call_1"), "structural fields kept");
+    assert!(
+        saw.contains("[EMAIL]") && saw.contains("**** **** **** 1111") && saw.contains("[SSN]")
+    );
+    assert!(
+        saw.contains("gpt-4o-mini") && saw.contains("call_1"),
+        "structural fields kept"
+    );
     let last = seen(&m).pop().unwrap();
-    assert_eq!(last["headers"]["authorization"], "Bearer sk-client", "passthrough key");
+    assert_eq!(
+        last["headers"]["authorization"], "Bearer sk-client",
+        "passthrough key"
+    );
     assert_clean(&reply.text(), "client answer");
 }
 
@@ -55,12 +80,36 @@ fn every_streamed_api_scrubs_values_split_across_events_and_one_byte_writes() {
     let reply_text = format!("Reach {EMAIL} or {PHONE}; card {CARD}. Done.");
     let expected = "Reach [EMAIL] or [PHONE]; card **** **** **** 1111. Done.";
     let cases: [(&str, Value, &[(&str, &str)]); 6] = [
-        ("/v1/chat/completions", json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}), &[]),
-        ("/v1/completions", json!({"model": "m", "stream": true, "prompt": "hi"}), &[]),
-        ("/v1/responses", json!({"model": "m", "stream": true, "input": "hi"}), &[]),
-        ("/v1/messages", json!({"model": "m", "stream": true, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}), &[]),
-        ("/v1/chat/completions", json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}], "tools": []}), &[("x-mock-tool-call", "lookup")]),
-        ("/v1/messages", json!({"model": "m", "stream": true, "max_tokens": 10, "thinking": {"type": "enabled", "budget_tokens": 1024}, "messages": [{"role": "user", "content": "hi"}]}), &[]),
+        (
+            "/v1/chat/completions",
+            json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "m", "stream": true, "prompt": "hi"}),
+            &[],
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "m", "stream": true, "input": "hi"}),
+            &[],
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "m", "stream": true, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}], "tools": []}),
+            &[("x-mock-tool-call", "lookup")],
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "m", "stream": true, "max_tokens": 10, "thinking": {"type": "enabled", "budget_tokens": 1024}, "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        ),
     ];
     for (path, body, extra) in cases {
         for (delta_chars, write_bytes) in [("1", "1"), ("3", "7"), ("50", "4096")] {
@@ -72,7 +121,10 @@ fn every_streamed_api_scrubs_values_split_across_events_and_one_byte_writes() {
             headers.extend_from_slice(extra);
             let reply = post(&l.addr, path, &headers, &body);
             assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-            assert_eq!(reply.headers.get("content-type").map(String::as_str), Some("text/event-stream"));
+            assert_eq!(
+                reply.headers.get("content-type").map(String::as_str),
+                Some("text/event-stream")
+            );
             let raw = reply.text();
             assert_clean(&raw, path);
             let text = streamed_text(path, &reply.events(), !extra.is_empty());
@@ -82,7 +134,10 @@ fn every_streamed_api_scrubs_values_split_across_events_and_one_byte_writes() {
                 // Tool arguments are JSON text: {"text": REPLY}.
                 json!({"text": expected}).to_string()
             };
-            assert!(text.contains(&want), "{path} ({delta_chars}/{write_bytes}): got {text:?}");
+            assert!(
+                text.contains(&want),
+                "{path} ({delta_chars}/{write_bytes}): got {text:?}"
+            );
         }
     }
 }
@@ -94,7 +149,8 @@ fn streamed_text(path: &str, events: &[(Option<String>, String)], tool: bool) ->
         if data == "[DONE]" {
             continue;
         }
-        let v: Value = serde_json::from_str(data).unwrap_or_else(|_| panic!("{path}: not JSON: {data}"));
+        let v: Value =
+            serde_json::from_str(data).unwrap_or_else(|_| panic!("{path}: not JSON: {data}"));
         match path {
             "/v1/chat/completions" => {
                 for c in v["choices"].as_array().into_iter().flatten() {
@@ -117,8 +173,13 @@ fn streamed_text(path: &str, events: &[(Option<String>, String)], tool: bool) ->
                     text.push_str(v["delta"].as_str().unwrap());
                 }
                 if name.as_deref() == Some("response.completed") {
-                    let full = v["response"]["output"][0]["content"][0]["text"].as_str().unwrap();
-                    assert_eq!(full, text, "response.completed carries the same scrubbed text");
+                    let full = v["response"]["output"][0]["content"][0]["text"]
+                        .as_str()
+                        .unwrap();
+                    assert_eq!(
+                        full, text,
+                        "response.completed carries the same scrubbed text"
+                    );
                 }
             }
             _ => {
@@ -151,7 +212,11 @@ fn placeholders_hide_values_from_the_provider_and_come_back_to_the_client() {
     let reply = post(
         &l.addr,
         "/v1/chat/completions",
-        &[("x-pii-masking", "placeholder"), ("x-mock-delta-chars", "2"), ("x-mock-write-bytes", "3")],
+        &[
+            ("x-pii-masking", "placeholder"),
+            ("x-mock-delta-chars", "2"),
+            ("x-mock-write-bytes", "3"),
+        ],
         &stream_body,
     );
     let text = streamed_text("/v1/chat/completions", &reply.events(), false);
@@ -160,10 +225,16 @@ fn placeholders_hide_values_from_the_provider_and_come_back_to_the_client() {
     let reply = post(
         &l.addr,
         "/v1/chat/completions",
-        &[("x-pii-masking", "placeholder"), ("x-mock-reply", "from bob@corp.io to [EMAIL_1]")],
+        &[
+            ("x-pii-masking", "placeholder"),
+            ("x-mock-reply", "from bob@corp.io to [EMAIL_1]"),
+        ],
         &body,
     );
-    assert_eq!(reply.json()["choices"][0]["message"]["content"], format!("from [EMAIL] to {EMAIL}"));
+    assert_eq!(
+        reply.json()["choices"][0]["message"]["content"],
+        format!("from [EMAIL] to {EMAIL}")
+    );
 }
 
 #[test]
@@ -185,13 +256,32 @@ fn privacy_and_hop_by_hop_headers_are_not_forwarded() {
         ("connection", "close, x-custom-drop"),
         ("openai-organization", "org-1"),
     ];
-    let reply = post(&l.addr, "/v1/chat/completions", &headers, &json!({"model": "m", "messages": []}));
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &headers,
+        &json!({"model": "m", "messages": []}),
+    );
     assert_eq!(reply.status, 200, "{}", reply.text());
     let last = seen(&m).pop().unwrap();
     let sent: Vec<&String> = last["headers"].as_object().unwrap().keys().collect();
-    for h in ["x-pii-detection", "x-pii-types", "x-compliance-mode", "x-logging-level", "x-log-request",
-              "x-log-response", "x-log-metadata", "x-log-user-id", "x-log-session-id", "keep-alive", "x-custom-drop"] {
-        assert!(!sent.iter().any(|s| s.as_str() == h), "{h} was forwarded: {sent:?}");
+    for h in [
+        "x-pii-detection",
+        "x-pii-types",
+        "x-compliance-mode",
+        "x-logging-level",
+        "x-log-request",
+        "x-log-response",
+        "x-log-metadata",
+        "x-log-user-id",
+        "x-log-session-id",
+        "keep-alive",
+        "x-custom-drop",
+    ] {
+        assert!(
+            !sent.iter().any(|s| s.as_str() == h),
+            "{h} was forwarded: {sent:?}"
+        );
     }
     assert_eq!(last["headers"]["openai-organization"], "org-1");
     assert_eq!(last["headers"]["accept-encoding"], "identity");
@@ -201,7 +291,8 @@ fn privacy_and_hop_by_hop_headers_are_not_forwarded() {
 fn the_floor_cannot_be_lowered_by_headers() {
     let m = mock(&[]);
     let l = lethe_for(&m);
-    let body = json!({"model": "m", "messages": [{"role": "user", "content": format!("{EMAIL} {CARD}")}]});
+    let body =
+        json!({"model": "m", "messages": [{"role": "user", "content": format!("{EMAIL} {CARD}")}]});
     for headers in [
         vec![("x-pii-detection", "false")],
         vec![("x-pii-types", "ssn")],
@@ -215,9 +306,19 @@ fn the_floor_cannot_be_lowered_by_headers() {
     }
     // A weaker style than the floor's is ignored: the e-mail stays a label.
     forget(&m);
-    post(&l.addr, "/v1/chat/completions", &[("x-pii-masking", "mask")], &body);
+    post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[("x-pii-masking", "mask")],
+        &body,
+    );
     assert!(provider_saw(&m).contains("[EMAIL]"));
-    let reply = post(&l.addr, "/v1/chat/completions", &[("x-compliance-mode", "SOMETHING")], &body);
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[("x-compliance-mode", "SOMETHING")],
+        &body,
+    );
     assert_eq!(reply.status, 400);
 }
 
@@ -230,7 +331,12 @@ fn lowering_works_only_when_the_operator_allows_it() {
     );
     let (l, _file) = lethe(Some(&config), &[], &[]);
     let body = json!({"model": "m", "messages": [{"role": "user", "content": EMAIL}]});
-    post(&l.addr, "/v1/chat/completions", &[("x-pii-detection", "off")], &body);
+    post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[("x-pii-detection", "off")],
+        &body,
+    );
     assert!(provider_saw(&m).contains(EMAIL));
 }
 
@@ -252,9 +358,15 @@ fn hipaa_mode_only_uses_routes_with_a_baa() {
     assert_eq!(reply.json()["error"]["type"], "permission_error");
     assert_eq!(post(&l.addr, "/v1/chat/completions", &[], &gpt).status, 200);
     let claude = json!({"model": "claude-x", "messages": []});
-    assert_eq!(post(&l.addr, "/v1/chat/completions", &hipaa, &claude).status, 200);
+    assert_eq!(
+        post(&l.addr, "/v1/chat/completions", &hipaa, &claude).status,
+        200
+    );
     let none = json!({"model": "llama", "messages": []});
-    assert_eq!(post(&l.addr, "/v1/chat/completions", &[], &none).status, 404);
+    assert_eq!(
+        post(&l.addr, "/v1/chat/completions", &[], &none).status,
+        404
+    );
 }
 
 #[test]
@@ -287,18 +399,39 @@ key = {{ env = "LETHE_TEST_KEY" }}
     );
     let (l, _file) = lethe(Some(&config), &[], &[("LETHE_TEST_KEY", "sk-operator")]);
     let body = json!({"model": "m", "messages": []});
-    let reply = post(&l.addr, "/v1/chat/completions", &[("authorization", "Bearer wrong")], &body);
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer wrong")],
+        &body,
+    );
     assert_eq!(reply.status, 401);
     assert_eq!(reply.json()["error"]["type"], "authentication_error");
-    assert_eq!(post(&l.addr, "/v1/chat/completions", &[], &body).status, 401);
-    let reply = post(&l.addr, "/v1/chat/completions", &[("authorization", "Bearer gw-client-key")], &body);
-    assert_eq!(reply.status, 200, "fell back to the live route: {}", reply.text());
+    assert_eq!(
+        post(&l.addr, "/v1/chat/completions", &[], &body).status,
+        401
+    );
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer gw-client-key")],
+        &body,
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "fell back to the live route: {}",
+        reply.text()
+    );
     let last = seen(&m).pop().unwrap();
     assert_eq!(last["headers"]["authorization"], "Bearer sk-operator");
     let reply = post(
         &l.addr,
         "/v1/messages",
-        &[("x-api-key", "gw-client-key"), ("anthropic-version", "2023-06-01")],
+        &[
+            ("x-api-key", "gw-client-key"),
+            ("anthropic-version", "2023-06-01"),
+        ],
         &json!({"model": "m", "max_tokens": 5, "messages": []}),
     );
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -318,7 +451,12 @@ fn sha256_hex(s: &str) -> String {
             c.wait_with_output()
         })
         .unwrap();
-    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -331,12 +469,48 @@ fn bad_input_gets_generic_provider_shaped_errors_and_is_not_forwarded() {
     let (l, _file) = lethe(Some(&config), &[], &[]);
     let secret = format!("not json {EMAIL}");
     for (method, path, body, status, kind) in [
-        ("POST", "/v1/chat/completions", secret.as_bytes().to_vec(), 400, "invalid_request_error"),
-        ("POST", "/v1/chat/completions", b"[1,2]".to_vec(), 400, "invalid_request_error"),
-        ("POST", "/v1/chat/completions", vec![b' '; 4096], 413, "invalid_request_error"),
-        ("GET", "/v1/chat/completions", Vec::new(), 405, "invalid_request_error"),
-        ("POST", "/v1/files", secret.as_bytes().to_vec(), 404, "invalid_request_error"),
-        ("GET", "/etc/passwd", Vec::new(), 404, "invalid_request_error"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            secret.as_bytes().to_vec(),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b"[1,2]".to_vec(),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            vec![b' '; 4096],
+            413,
+            "invalid_request_error",
+        ),
+        (
+            "GET",
+            "/v1/chat/completions",
+            Vec::new(),
+            405,
+            "invalid_request_error",
+        ),
+        (
+            "POST",
+            "/v1/files",
+            secret.as_bytes().to_vec(),
+            404,
+            "invalid_request_error",
+        ),
+        (
+            "GET",
+            "/etc/passwd",
+            Vec::new(),
+            404,
+            "invalid_request_error",
+        ),
     ] {
         forget(&m);
         let reply = request(&l.addr, method, path, &[], &body);
@@ -350,11 +524,21 @@ fn bad_input_gets_generic_provider_shaped_errors_and_is_not_forwarded() {
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["type"], "error", "Anthropic error shape");
     // 504: the provider waits longer than first_byte_timeout_ms.
-    let reply = post(&l.addr, "/v1/chat/completions", &[("x-mock-delay-ms", "2000")], &json!({"model": "m"}));
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[("x-mock-delay-ms", "2000")],
+        &json!({"model": "m"}),
+    );
     assert_eq!(reply.status, 504);
     assert_eq!(reply.json()["error"]["code"], "timeout");
     // Provider errors pass through with their status, scrubbed.
-    let reply = post(&l.addr, "/v1/chat/completions", &[("x-mock-status", "429")], &json!({"model": "m"}));
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[("x-mock-status", "429")],
+        &json!({"model": "m"}),
+    );
     assert_eq!(reply.status, 429);
     // Lethe keeps serving.
     assert_eq!(request(&l.addr, "GET", "/healthz", &[], b"").status, 200);
@@ -374,10 +558,21 @@ fn a_stream_that_dies_midway_ends_with_an_error_event_and_no_held_text() {
     let l = lethe_for(&m);
     let reply_text = format!("The number is {CARD} and more text after it");
     for (path, body) in [
-        ("/v1/chat/completions", json!({"model": "m", "stream": true, "messages": []})),
-        ("/v1/messages", json!({"model": "m", "stream": true, "max_tokens": 5, "messages": []})),
+        (
+            "/v1/chat/completions",
+            json!({"model": "m", "stream": true, "messages": []}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "m", "stream": true, "max_tokens": 5, "messages": []}),
+        ),
     ] {
-        let whole = post(&l.addr, path, &[("x-mock-reply", &reply_text), ("x-mock-delta-chars", "2")], &body);
+        let whole = post(
+            &l.addr,
+            path,
+            &[("x-mock-reply", &reply_text), ("x-mock-delta-chars", "2")],
+            &body,
+        );
         let provider_len = whole.body.len();
         // Cut the provider's stream at twenty points, before, inside and after the card's events.
         let mut errors = 0;
@@ -386,15 +581,25 @@ fn a_stream_that_dies_midway_ends_with_an_error_event_and_no_held_text() {
             let reply = post(
                 &l.addr,
                 path,
-                &[("x-mock-reply", &reply_text), ("x-mock-delta-chars", "2"), ("x-mock-fail-after-bytes", &cut)],
+                &[
+                    ("x-mock-reply", &reply_text),
+                    ("x-mock-delta-chars", "2"),
+                    ("x-mock-fail-after-bytes", &cut),
+                ],
                 &body,
             );
             let raw = reply.text();
             assert_clean(&raw, path);
-            assert!(!raw.contains("4111 1") && !raw.contains("1111 1"), "{path}/{cut}: partial card leaked: {raw}");
+            assert!(
+                !raw.contains("4111 1") && !raw.contains("1111 1"),
+                "{path}/{cut}: partial card leaked: {raw}"
+            );
             let events = reply.events();
             let (_, last) = events.last().expect("some events");
-            assert!(last.contains("the upstream stream failed"), "{path}/{cut}: {last}");
+            assert!(
+                last.contains("the upstream stream failed"),
+                "{path}/{cut}: {last}"
+            );
             errors += 1;
         }
         assert_eq!(errors, 19);
@@ -405,22 +610,44 @@ fn a_stream_that_dies_midway_ends_with_an_error_event_and_no_held_text() {
 fn health_models_and_version() {
     let m = mock(&[]);
     let l = lethe_for(&m);
-    assert_eq!(request(&l.addr, "GET", "/healthz", &[], b"").json()["status"], "ok");
-    assert_eq!(request(&l.addr, "GET", "/readyz", &[], b"").json()["status"], "ready");
-    let models = request(&l.addr, "GET", "/v1/models", &[("authorization", "Bearer k")], b"");
+    assert_eq!(
+        request(&l.addr, "GET", "/healthz", &[], b"").json()["status"],
+        "ok"
+    );
+    assert_eq!(
+        request(&l.addr, "GET", "/readyz", &[], b"").json()["status"],
+        "ready"
+    );
+    let models = request(
+        &l.addr,
+        "GET",
+        "/v1/models",
+        &[("authorization", "Bearer k")],
+        b"",
+    );
     assert_eq!(models.status, 200);
     assert_eq!(models.json()["object"], "list");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe")).arg("--version").output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("lethe 0."));
 }
 
 #[test]
 fn check_config_explains_errors_by_key_name() {
     let ok = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lethe.toml")])
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lethe.toml"),
+        ])
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let path = support::tempfile_path::TempPath::new("lethe-bad", "toml");
     std::fs::write(&path.0, "[policy]\ntypes = [\"email\", \"Jane Doe\"]\n").unwrap();
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
@@ -430,7 +657,10 @@ fn check_config_explains_errors_by_key_name() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("policy.types[1]") && !err.contains("Jane"), "{err}");
+    assert!(
+        err.contains("policy.types[1]") && !err.contains("Jane"),
+        "{err}"
+    );
 }
 
 /// Established TCP connections whose local port is `port` (the server side), from the kernel.
@@ -441,7 +671,10 @@ fn established_to(port: u16) -> usize {
         .skip(1)
         .filter(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let local_port = cols.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            let local_port = cols
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
             local_port == Some(port) && cols.get(3) == Some(&"01")
         })
         .count()
@@ -464,11 +697,121 @@ fn a_client_that_disconnects_cancels_its_upstream_request() {
     let mut first = [0u8; 256];
     let n = client.read(&mut first).unwrap();
     assert!(n > 0 && first.starts_with(b"HTTP/1.1 200"));
-    assert_eq!(established_to(mock_port), 1, "one upstream connection while streaming");
+    assert_eq!(
+        established_to(mock_port),
+        1,
+        "one upstream connection while streaming"
+    );
     drop(client);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while established_to(mock_port) > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(established_to(mock_port), 0, "the upstream request was cancelled");
+    assert_eq!(
+        established_to(mock_port),
+        0,
+        "the upstream request was cancelled"
+    );
+}
+
+#[test]
+fn tls_1_3_only_with_alpn_and_slow_clients_are_cut_off() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let cert = support::tempfile_path::TempPath::new("lethe-cert", "pem");
+    let key = support::tempfile_path::TempPath::new("lethe-key", "pem");
+    std::fs::write(&cert.0, leaf.pem()).unwrap();
+    std::fs::write(&key.0, leaf_key.serialize_pem()).unwrap();
+    let config = format!(
+        "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\nheader_timeout_ms = 300\n",
+        cert.0.display(),
+        key.0.display()
+    );
+    let (l, _file) = lethe(Some(&config), &[], &[]);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client_config = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+        let mut c = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(c)
+    };
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn =
+        rustls::ClientConnection::new(client_config(&[&rustls::version::TLS13]), name.clone())
+            .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(&l.addr).unwrap());
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(
+        tls.conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+
+    let conn =
+        rustls::ClientConnection::new(client_config(&[&rustls::version::TLS12]), name).unwrap();
+    let mut tls12 = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(&l.addr).unwrap());
+    assert!(
+        tls12
+            .write_all(b"GET /healthz HTTP/1.1\r\n\r\n")
+            .and_then(|()| tls12.flush())
+            .is_err()
+            || {
+                let mut buf = Vec::new();
+                tls12.read_to_end(&mut buf).is_err()
+            },
+        "a TLS 1.2 client must be refused"
+    );
+
+    // A client that never finishes its TLS handshake is disconnected after header_timeout_ms.
+    let mut slow = std::net::TcpStream::connect(&l.addr).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = slow.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn a_request_head_that_trickles_in_is_cut_off() {
+    use std::io::{Read, Write};
+    let (l, _file) = lethe(Some("[server]\nheader_timeout_ms = 300\n"), &[], &[]);
+    let mut slow = std::net::TcpStream::connect(&l.addr).unwrap();
+    slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "connection held too long"
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains("200"));
 }

@@ -1,6 +1,11 @@
 //! Shared test harness: real processes on 127.0.0.1 and a minimal blocking HTTP/1.1 client.
 
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::print_stderr)]
+#![allow(
+    dead_code,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::print_stderr
+)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -34,12 +39,20 @@ pub fn mock(args: &[&str]) -> Proc {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().strip_prefix("listening on ").expect("mock port line").to_owned();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("mock port line")
+        .to_owned();
     Proc { child, addr }
 }
 
 /// Starts `lethe serve` on a free port with `args` (and a config file with `config`, if any).
-pub fn lethe(config: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> (Proc, Option<tempfile_path::TempPath>) {
+pub fn lethe(
+    config: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, Option<tempfile_path::TempPath>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lethe"));
     cmd.arg("serve").arg("--listen").arg("127.0.0.1:0");
     let file = config.map(|text| {
@@ -63,9 +76,10 @@ pub fn lethe(config: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> (Proc
         .unwrap();
     let addr = line
         .trim()
-        .strip_prefix("lethe: serving on http://")
-        .unwrap_or_else(|| panic!("unexpected start-up line: {line}"))
-        .to_owned();
+        .strip_prefix("lethe: serving on ")
+        .and_then(|url| url.split_once("://"))
+        .map(|(_, addr)| addr.to_owned())
+        .unwrap_or_else(|| panic!("unexpected start-up line: {line}"));
     (Proc { child, addr }, file)
 }
 
@@ -74,7 +88,12 @@ pub fn lethe_for(mock: &Proc) -> Proc {
     let upstream = format!("http://{}", mock.addr);
     lethe(
         None,
-        &["--openai-upstream", &upstream, "--anthropic-upstream", &upstream],
+        &[
+            "--openai-upstream",
+            &upstream,
+            "--anthropic-upstream",
+            &upstream,
+        ],
         &[],
     )
     .0
@@ -142,9 +161,17 @@ impl Reply {
 }
 
 /// Sends one request on a fresh connection and reads the whole response.
-pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
     let mut has_type = false;
     for (k, v) in headers {
@@ -174,18 +201,32 @@ fn parse(raw: &[u8]) -> Reply {
         .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let rest = &raw[split + 4..];
-    let body = if headers.get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    let body = if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
         dechunk(rest)
     } else {
         rest.to_vec()
     };
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -195,7 +236,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
             break;
         };
         let size_text = String::from_utf8_lossy(&data[..eol]);
-        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16) else {
+        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+        else {
             break;
         };
         if size == 0 || data.len() < eol + 2 + size {
