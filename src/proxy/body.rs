@@ -58,7 +58,6 @@ impl<B> SseBody<B> {
             }
         }
     }
-
 }
 
 impl<B> Body for SseBody<B>
