@@ -815,3 +815,49 @@ fn a_request_head_that_trickles_in_is_cut_off() {
     );
     assert!(!String::from_utf8_lossy(&buf).contains("200"));
 }
+
+/// A one-trick upstream on 127.0.0.1 that answers every request with `status`.
+fn failing_upstream(status: u16) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let body = r#"{"error":{"message":"busy","type":"server_error"}}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} Busy\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn fallback_on_429_and_5xx_but_the_last_route_s_answer_is_final() {
+    let m = mock(&[]);
+    for status in [429, 500, 503] {
+        let dead = failing_upstream(status);
+        let config = format!(
+            "[[route]]\nname = \"busy\"\nformat = \"openai\"\nbase_url = \"http://{dead}\"\nkey = \"passthrough\"\nfallback = [\"live\"]\n\
+             [[route]]\nname = \"live\"\nformat = \"openai\"\nbase_url = \"http://{}\"\nkey = \"passthrough\"\n\
+             [[route]]\nname = \"alone\"\nformat = \"openai\"\nmodels = [\"solo\"]\nbase_url = \"http://{dead}\"\nkey = \"passthrough\"\n",
+            m.addr
+        );
+        let config = config.replace("[[route]]\nname = \"alone\"", "[[route]]\nname = \"alone\"");
+        // Put the model-specific route first so `solo` reaches it without a fallback.
+        let config = {
+            let (first, rest) = config.split_at(config.find("[[route]]\nname = \"alone\"").unwrap());
+            format!("{rest}{first}")
+        };
+        let (l, _file) = lethe(Some(&config), &[], &[]);
+        let reply = post(&l.addr, "/v1/chat/completions", &[], &json!({"model": "m", "messages": []}));
+        assert_eq!(reply.status, 200, "{status}: fell back: {}", reply.text());
+        let reply = post(&l.addr, "/v1/chat/completions", &[], &json!({"model": "solo", "messages": []}));
+        assert_eq!(reply.status, status, "no fallback left: the provider's status stands");
+    }
+}
