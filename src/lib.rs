@@ -9,6 +9,8 @@
 //!
 //! [`scrub`] is the heart of it and touches no I/O: it is fuzzed, benchmarked and
 //! property-tested on its own. [`cli`] holds the command-line entry points built on it.
+//! [`proxy`] holds the proxy's pieces that touch no I/O either, such as the Server-Sent Events
+//! decoder and encoder that carry streamed responses through the scrubber.
 //!
 //! # The zero-log contract
 //!
@@ -17,4 +19,5 @@
 //! are dropped. What cannot be scrubbed is not passed on.
 
 pub mod cli;
+pub mod proxy;
 pub mod scrub;
