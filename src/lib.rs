@@ -3,12 +3,21 @@
 //! # Architecture
 //!
 //! ```text
-//! client ──▶ proxy (route, policy, request scrub) ──▶ provider
-//!        ◀── response scrub (JSON or SSE, StreamScrubber per choice/block) ◀──
+//! client ──TLS 1.3 / loopback HTTP──▶ server (limits, timeouts, drain)
+//!                                       │
+//!                                       ▼
+//!   proxy::route    path + model ──▶ upstream route (OpenAI | Anthropic), else a JSON 404
+//!   proxy::policy   operator floor ⊕ X-PII-* / X-Compliance-Mode headers
+//!   proxy::json     request body ──▶ every text value scrubbed ──▶ proxy::upstream (fallback)
+//!   answer          JSON ──▶ proxy::json ──▶ client
+//!                   SSE  ──▶ proxy::sse ──▶ proxy::events (a StreamScrubber per choice/block)
+//!                        ──▶ proxy::sse ──▶ client
 //! ```
 //!
-//! [`scrub`] is the heart of it and touches no I/O: it is fuzzed, benchmarked and
-//! property-tested on its own. [`cli`] holds the command-line entry points built on it.
+//! [`config`] reads everything once at start-up; [`server`] owns the listener;
+//! [`proxy`] handles one request. [`scrub`] is the heart of it and touches no I/O: it is
+//! fuzzed, benchmarked and property-tested on its own, like [`proxy::sse`] and
+//! [`proxy::events`]. [`cli`] maps the command line onto all of it.
 //!
 //! # The zero-log contract
 //!

@@ -79,7 +79,8 @@ fn every_streamed_api_scrubs_values_split_across_events_and_one_byte_writes() {
     let l = lethe_for(&m);
     let reply_text = format!("Reach {EMAIL} or {PHONE}; card {CARD}. Done.");
     let expected = "Reach [EMAIL] or [PHONE]; card **** **** **** 1111. Done.";
-    let cases: [(&str, Value, &[(&str, &str)]); 6] = [
+    type Case<'a> = (&'a str, Value, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 6] = [
         (
             "/v1/chat/completions",
             json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
@@ -842,22 +843,31 @@ fn fallback_on_429_and_5xx_but_the_last_route_s_answer_is_final() {
     let m = mock(&[]);
     for status in [429, 500, 503] {
         let dead = failing_upstream(status);
+        // `solo` reaches the failing upstream through a route without fallback; any other
+        // model goes to `busy`, which falls back to `live`.
         let config = format!(
-            "[[route]]\nname = \"busy\"\nformat = \"openai\"\nbase_url = \"http://{dead}\"\nkey = \"passthrough\"\nfallback = [\"live\"]\n\
-             [[route]]\nname = \"live\"\nformat = \"openai\"\nbase_url = \"http://{}\"\nkey = \"passthrough\"\n\
-             [[route]]\nname = \"alone\"\nformat = \"openai\"\nmodels = [\"solo\"]\nbase_url = \"http://{dead}\"\nkey = \"passthrough\"\n",
+            "[[route]]\nname = \"alone\"\nformat = \"openai\"\nmodels = [\"solo\"]\nbase_url = \"http://{dead}\"\nkey = \"passthrough\"\n\
+             [[route]]\nname = \"busy\"\nformat = \"openai\"\nbase_url = \"http://{dead}\"\nkey = \"passthrough\"\nfallback = [\"live\"]\n\
+             [[route]]\nname = \"live\"\nformat = \"openai\"\nbase_url = \"http://{}\"\nkey = \"passthrough\"\n",
             m.addr
         );
-        let config = config.replace("[[route]]\nname = \"alone\"", "[[route]]\nname = \"alone\"");
-        // Put the model-specific route first so `solo` reaches it without a fallback.
-        let config = {
-            let (first, rest) = config.split_at(config.find("[[route]]\nname = \"alone\"").unwrap());
-            format!("{rest}{first}")
-        };
         let (l, _file) = lethe(Some(&config), &[], &[]);
-        let reply = post(&l.addr, "/v1/chat/completions", &[], &json!({"model": "m", "messages": []}));
+        let reply = post(
+            &l.addr,
+            "/v1/chat/completions",
+            &[],
+            &json!({"model": "m", "messages": []}),
+        );
         assert_eq!(reply.status, 200, "{status}: fell back: {}", reply.text());
-        let reply = post(&l.addr, "/v1/chat/completions", &[], &json!({"model": "solo", "messages": []}));
-        assert_eq!(reply.status, status, "no fallback left: the provider's status stands");
+        let reply = post(
+            &l.addr,
+            "/v1/chat/completions",
+            &[],
+            &json!({"model": "solo", "messages": []}),
+        );
+        assert_eq!(
+            reply.status, status,
+            "no fallback left: the provider's status stands"
+        );
     }
 }
