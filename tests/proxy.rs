@@ -12,6 +12,12 @@ const EMAIL: &str = "jane.doe@example.com";
 const PHONE: &str = "415-555-0132";
 const SSN: &str = "123-45-6789";
 
+/// Every byte as `%XX`: Lethe scrubs header values too, so the reply the mock is told to give
+/// must not look like PII on its way there.
+fn encoded(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
 /// Everything the mock provider received, as one string.
 fn provider_saw(m: &support::Proc) -> String {
     seen(m).iter().map(Value::to_string).collect()
@@ -78,6 +84,7 @@ fn every_streamed_api_scrubs_values_split_across_events_and_one_byte_writes() {
     let m = mock(&[]);
     let l = lethe_for(&m);
     let reply_text = format!("Reach {EMAIL} or {PHONE}; card {CARD}. Done.");
+    let encoded_reply = encoded(&reply_text);
     let expected = "Reach [EMAIL] or [PHONE]; card **** **** **** 1111. Done.";
     type Case<'a> = (&'a str, Value, &'a [(&'a str, &'a str)]);
     let cases: [Case; 6] = [
@@ -115,7 +122,7 @@ fn every_streamed_api_scrubs_values_split_across_events_and_one_byte_writes() {
     for (path, body, extra) in cases {
         for (delta_chars, write_bytes) in [("1", "1"), ("3", "7"), ("50", "4096")] {
             let mut headers = vec![
-                ("x-mock-reply", reply_text.as_str()),
+                ("x-mock-reply", encoded_reply.as_str()),
                 ("x-mock-delta-chars", delta_chars),
                 ("x-mock-write-bytes", write_bytes),
             ];
@@ -228,7 +235,7 @@ fn placeholders_hide_values_from_the_provider_and_come_back_to_the_client() {
         "/v1/chat/completions",
         &[
             ("x-pii-masking", "placeholder"),
-            ("x-mock-reply", "from bob@corp.io to [EMAIL_1]"),
+            ("x-mock-reply", &encoded("from bob@corp.io to [EMAIL_1]")),
         ],
         &body,
     );
@@ -557,7 +564,7 @@ fn unreachable_upstream_is_a_502() {
 fn a_stream_that_dies_midway_ends_with_an_error_event_and_no_held_text() {
     let m = mock(&[]);
     let l = lethe_for(&m);
-    let reply_text = format!("The number is {CARD} and more text after it");
+    let reply_text = encoded(&format!("The number is {CARD} and more text after it"));
     for (path, body) in [
         (
             "/v1/chat/completions",
@@ -870,4 +877,32 @@ fn fallback_on_429_and_5xx_but_the_last_route_s_answer_is_final() {
             "no fallback left: the provider's status stands"
         );
     }
+}
+
+#[test]
+fn header_values_are_scrubbed_too_but_credentials_pass() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let headers = [
+        ("x-customer", EMAIL),
+        ("x-card", CARD),
+        (
+            "authorization",
+            "Bearer sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH",
+        ),
+    ];
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &headers,
+        &json!({"model": "m", "messages": []}),
+    );
+    assert_eq!(reply.status, 200);
+    let last = seen(&m).pop().unwrap();
+    assert_eq!(last["headers"]["x-customer"], "[EMAIL]");
+    assert_eq!(last["headers"]["x-card"], "**** **** **** 1111");
+    assert_eq!(
+        last["headers"]["authorization"],
+        "Bearer sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"
+    );
 }

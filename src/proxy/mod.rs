@@ -146,6 +146,14 @@ impl Proxy {
         } else {
             (Bytes::new(), None)
         };
+        let mut headers = parts.headers;
+        if policy.scrub {
+            let scrubber = self
+                .scrubbers
+                .get(policy.kinds, policy.styles)
+                .map_err(|_| ProxyError::Malformed)?;
+            scrub_headers(&mut headers, &scrubber, &mut vault, &mut counts);
+        }
         let chain = route::chain(config, endpoint, format, model.as_deref(), policy.hipaa)?;
         let path_and_query = parts
             .uri
@@ -158,7 +166,7 @@ impl Proxy {
                 &chain,
                 &parts.method,
                 path_and_query,
-                &parts.headers,
+                &headers,
                 forward_body,
             )
             .await?;
@@ -177,6 +185,18 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
+        if policy.scrub {
+            let scrubber = self
+                .scrubbers
+                .get(policy.kinds, policy.response_styles())
+                .map_err(|_| ProxyError::Unscrubbable)?;
+            scrub_headers(
+                &mut parts.headers,
+                &scrubber,
+                &mut Vault::new(),
+                &mut Counts::default(),
+            );
+        }
         let encoded = parts
             .headers
             .get(header::CONTENT_ENCODING)
@@ -243,6 +263,43 @@ impl Proxy {
             HeaderValue::from_static("application/json"),
         );
         Ok(Response::from_parts(parts, full(out)))
+    }
+}
+
+/// Headers whose values are credentials for the next hop, passed or replaced as they are.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key"];
+
+/// Scrubs header values like body text (a custom `x-user-email` header is text leaving the
+/// box too). Credentials are left alone; a value that is not UTF-8 cannot be scrubbed, so the
+/// header is dropped.
+fn scrub_headers(
+    headers: &mut HeaderMap,
+    scrubber: &crate::scrub::Scrubber,
+    vault: &mut Vault,
+    counts: &mut Counts,
+) {
+    let mut replaced: Vec<(header::HeaderName, Option<HeaderValue>)> = Vec::new();
+    for (name, value) in headers.iter() {
+        if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+            replaced.push((name.clone(), None));
+            continue;
+        };
+        let scrubbed = scrubber.scrub_in(text, vault);
+        if let std::borrow::Cow::Owned(new) = scrubbed.text {
+            counts.add(&scrubbed.counts);
+            replaced.push((name.clone(), HeaderValue::try_from(new).ok()));
+        }
+    }
+    for (name, value) in replaced {
+        // Repeated headers collapse to the scrubbed last value; none of the providers' own
+        // headers repeats.
+        headers.remove(&name);
+        if let Some(value) = value {
+            headers.insert(name, value);
+        }
     }
 }
 

@@ -63,19 +63,23 @@ def assert_clean(text: str, what: str) -> None:
 
 
 def assert_provider_clean(mock: Mock) -> str:
-    """Checks everything the provider received but the mock's own control headers (x-mock-*,
-    which carry the PII the mock is told to reply with) and returns it as one string."""
+    """Checks everything the provider received, headers included, and returns it as one
+    string. (The mock's x-mock-reply header carries its reply percent-encoded.)"""
     requests = mock.requests()
     assert requests, "the provider received nothing"
-    for req in requests:
-        req["headers"] = {k: v for k, v in req["headers"].items() if not k.startswith("x-mock-")}
     saw = json.dumps(requests)
     assert_clean(saw, "provider request")
     return saw
 
 
+def encoded(text: str) -> str:
+    """Every byte as %XX: Lethe scrubs header values too, so the reply the mock is told to give
+    must not look like PII on its way there."""
+    return "".join(f"%{b:02X}" for b in text.encode())
+
+
 def reply_headers(extra: dict[str, str] | None = None, reply: str = REPLY) -> dict[str, str]:
-    return {"x-mock-reply": reply, **(extra or {})}
+    return {"x-mock-reply": encoded(reply), **(extra or {})}
 
 
 def dump(objs: Iterable[Any]) -> str:
@@ -510,7 +514,7 @@ def test_openai_placeholders_round_trip(oai: openai.OpenAI, mock: Mock) -> None:
     completion = oai.chat.completions.create(
         model=GPT,
         messages=[{"role": "user", "content": MAIL_PROMPT}],
-        extra_headers={**PLACEHOLDER, "x-mock-reply": "from bob@corp.io to [EMAIL_1]"},
+        extra_headers={**PLACEHOLDER, "x-mock-reply": encoded("from bob@corp.io to [EMAIL_1]")},
     )
     assert completion.choices[0].message.content == f"from [EMAIL] to {EMAIL}"
 
@@ -629,7 +633,7 @@ def provider_stream_length(mock: Mock, path: str, body: dict[str, Any], headers:
 
 CUT_REPLY = f"The number is {CARD}, the mail {EMAIL}, and more text after them."
 CUT_REPLY_SCRUBBED = "The number is **** **** **** 1111, the mail [EMAIL], and more text after them."
-CUT_HEADERS = {"x-mock-reply": CUT_REPLY, "x-mock-delta-chars": "2"}
+CUT_HEADERS = {"x-mock-reply": encoded(CUT_REPLY), "x-mock-delta-chars": "2"}
 CUTS = 12
 
 
