@@ -92,6 +92,7 @@ struct RawUpstream {
     first_byte_timeout_ms: Option<u64>,
     pool_idle_timeout_ms: Option<u64>,
     pool_max_idle_per_host: Option<u64>,
+    extra_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +242,9 @@ pub struct Upstream {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// PEM certificates trusted for upstream TLS besides the Mozilla roots (a private CA in
+    /// front of a self-hosted model), read at start-up.
+    pub extra_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// The scrubbing floor: what every request gets at least.
@@ -433,6 +437,10 @@ pub fn validate(raw: RawConfig, path: &Path, overrides: &Overrides) -> Result<Co
             64,
             4096,
         )?,
+        extra_ca: match &raw.upstream.extra_ca {
+            None => Vec::new(),
+            Some(file) => load_ca(file)?,
+        },
     };
     let floor = validate_policy(&raw.policy, path)?;
     let client_keys = validate_client_keys(&raw.auth, path)?;
@@ -801,6 +809,21 @@ fn load_key(source: &RawKeySource, path: &Path, key: &str) -> Result<SecretStrin
             "expected exactly one of `env` or `credential`",
         )),
     }
+}
+
+fn load_ca(file: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|_| ConfigError::Read {
+            path: file.to_owned(),
+        })?;
+    if certs.is_empty() {
+        return Err(ConfigError::Read {
+            path: file.to_owned(),
+        });
+    }
+    Ok(certs)
 }
 
 fn parse_base_url(url: &str) -> Option<Uri> {

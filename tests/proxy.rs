@@ -726,20 +726,7 @@ fn a_client_that_disconnects_cancels_its_upstream_request() {
 fn tls_1_3_only_with_alpn_and_slow_clients_are_cut_off() {
     use std::io::{Read, Write};
     use std::sync::Arc;
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let cert = support::tempfile_path::TempPath::new("lethe-cert", "pem");
-    let key = support::tempfile_path::TempPath::new("lethe-key", "pem");
-    std::fs::write(&cert.0, leaf.pem()).unwrap();
-    std::fs::write(&key.0, leaf_key.serialize_pem()).unwrap();
+    let (ca, cert, key, _ca_file) = test_pki();
     let config = format!(
         "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\nheader_timeout_ms = 300\n",
         cert.0.display(),
@@ -904,5 +891,72 @@ fn header_values_are_scrubbed_too_but_credentials_pass() {
     assert_eq!(
         last["headers"]["authorization"],
         "Bearer sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"
+    );
+}
+
+/// A throwaway CA and a leaf for `localhost` / 127.0.0.1 signed by it: (CA, leaf PEM file, key
+/// PEM file, CA PEM file).
+fn test_pki() -> (
+    rcgen::Certificate,
+    support::tempfile_path::TempPath,
+    support::tempfile_path::TempPath,
+    support::tempfile_path::TempPath,
+) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let cert = support::tempfile_path::TempPath::new("lethe-cert", "pem");
+    let key = support::tempfile_path::TempPath::new("lethe-key", "pem");
+    let ca_file = support::tempfile_path::TempPath::new("lethe-ca", "pem");
+    std::fs::write(&cert.0, leaf.pem()).unwrap();
+    std::fs::write(&key.0, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file.0, ca.pem()).unwrap();
+    (ca, cert, key, ca_file)
+}
+
+#[test]
+fn upstream_tls_with_an_operator_ca() {
+    let m = mock(&[]);
+    let (_ca, cert, key, ca_file) = test_pki();
+    // The back Lethe serves TLS 1.3 in front of the mock; the front one trusts the test CA.
+    let back_config = format!(
+        "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.0.display(),
+        key.0.display()
+    );
+    let upstream = format!("http://{}", m.addr);
+    let (back, _f1) = lethe(Some(&back_config), &["--openai-upstream", &upstream], &[]);
+    let back_url = format!(
+        "https://localhost:{}",
+        back.addr.rsplit(':').next().unwrap()
+    );
+    let (front, _f2) = lethe(
+        Some(&format!(
+            "[upstream]\nextra_ca = \"{}\"\n",
+            ca_file.0.display()
+        )),
+        &["--openai-upstream", &back_url],
+        &[],
+    );
+    let body =
+        json!({"model": "m", "messages": [{"role": "user", "content": format!("hi {EMAIL}")}]});
+    let reply = post(&front.addr, "/v1/chat/completions", &[], &body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json()["choices"][0]["message"]["content"],
+        "echo: hi [EMAIL]"
+    );
+    // Without the CA the same upstream is refused: its certificate is not trusted.
+    let (untrusting, _) = lethe(None, &["--openai-upstream", &back_url], &[]);
+    assert_eq!(
+        post(&untrusting.addr, "/v1/chat/completions", &[], &body).status,
+        502
     );
 }

@@ -11,6 +11,7 @@
 //! - Fallback to the next route happens only before the first response byte: on a connect
 //!   error, a first-byte timeout, a 429 or a 5xx. Once headers are in, the answer is final.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -89,9 +90,23 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.upstream.connect_timeout));
-        // rustls with the ring provider (the only one compiled in) and the Mozilla roots.
-        let connector = HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+        // rustls with the ring provider (the only one compiled in), the Mozilla roots and any
+        // operator CA.
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        roots.add_parsable_certificates(config.upstream.extra_ca.iter().cloned());
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+        let builder = match tls {
+            Ok(tls) => HttpsConnectorBuilder::new().with_tls_config(tls),
+            // Unreachable with ring, which supports the safe defaults; keep a working client.
+            Err(_) => HttpsConnectorBuilder::new().with_webpki_roots(),
+        };
+        let connector = builder
             .https_or_http()
             .enable_http1()
             .enable_http2()
