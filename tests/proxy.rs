@@ -960,3 +960,67 @@ fn upstream_tls_with_an_operator_ca() {
         502
     );
 }
+
+#[test]
+fn held_text_is_flushed_in_one_extra_delta_right_before_the_event_that_ends_its_block() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    // The reply ends in a phone number: its digits stay held until the stream says the
+    // choice or block is over.
+    let reply = encoded(&format!("call {PHONE}"));
+    let headers = [
+        ("x-mock-reply", reply.as_str()),
+        ("x-mock-delta-chars", "1"),
+    ];
+    let chat = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &headers,
+        &json!({"model": "m", "stream": true, "messages": []}),
+    );
+    let events: Vec<Value> = chat
+        .events()
+        .iter()
+        .filter(|(_, d)| d != "[DONE]")
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    let finish = events
+        .iter()
+        .position(|e| e["choices"][0]["finish_reason"] == "stop")
+        .unwrap();
+    assert_eq!(
+        events[finish - 1]["choices"][0]["delta"]["content"],
+        "[PHONE]"
+    );
+    assert_eq!(
+        events[finish - 1]["choices"][0]["finish_reason"],
+        Value::Null
+    );
+    let before: String = events[..finish - 1]
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        before, "call ",
+        "nothing of the number left before the flush"
+    );
+
+    let messages = post(
+        &l.addr,
+        "/v1/messages",
+        &headers,
+        &json!({"model": "m", "stream": true, "max_tokens": 5, "messages": []}),
+    );
+    let events = messages.events();
+    let stop = events
+        .iter()
+        .position(|(name, _)| name.as_deref() == Some("content_block_stop"))
+        .unwrap();
+    let (name, data) = &events[stop - 1];
+    assert_eq!(name.as_deref(), Some("content_block_delta"));
+    let flushed: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(
+        flushed["delta"],
+        json!({"type": "text_delta", "text": "[PHONE]"})
+    );
+}
