@@ -42,5 +42,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let again = decode(&[&out], 1 << 20);
-    assert!(again == (whole.0, Ok(())), "re-encoded events decode differently");
+    assert!(
+        again == (whole.0, Ok(())),
+        "re-encoded events decode differently"
+    );
 });
