@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
@@ -17,6 +17,9 @@ use http_body_util::{BodyExt, Full};
 
 use super::events::EventScrubber;
 use super::sse::{Decoder, Item};
+
+/// Output gathered from ready upstream data before a frame is handed to the client.
+const COALESCE_MAX: usize = 64 * 1024;
 
 /// Every response body Lethe sends.
 pub type ProxyBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -73,9 +76,14 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
         let mut out = Vec::new();
-        while !this.done {
-            match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
-                Some(Ok(frame)) => {
+        // Everything the upstream has already delivered is processed before a frame goes out,
+        // so a burst of events costs one write, not one per event. Nothing waits for more: as
+        // soon as the upstream has nothing ready, what is scrubbed is sent.
+        while !this.done && out.len() < COALESCE_MAX {
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Pending if out.is_empty() => return Poll::Pending,
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         this.decoder.push(&data);
                         if !this.drain(&mut out) {
@@ -83,11 +91,11 @@ where
                         }
                     }
                 }
-                Some(Err(_)) => {
+                Poll::Ready(Some(Err(_))) => {
                     this.events.on_error(&mut out);
                     this.done = true;
                 }
-                None => {
+                Poll::Ready(None) => {
                     let clean = this.drain(&mut out) && this.decoder.finish().is_ok();
                     if clean {
                         this.events.on_end(&mut out);
@@ -97,11 +105,11 @@ where
                     this.done = true;
                 }
             }
-            if !out.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-            }
         }
-        Poll::Ready(None)
+        if out.is_empty() {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -300,9 +300,14 @@ impl EventScrubber {
             return;
         };
         self.one_shot_except(obj, &["choices"]);
-        self.template = obj.clone();
-        self.template.remove("choices");
-        self.template.remove("usage");
+        // Synthesized chunks copy the stream's top-level fields; they only change with `id`.
+        if self.template.is_empty() || self.template.get("id") != obj.get("id") {
+            self.template = obj
+                .iter()
+                .filter(|(k, _)| *k != "choices" && *k != "usage")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }
         match obj.get_mut("choices") {
             Some(Value::Array(list)) => {
                 for choice in list.iter_mut() {

@@ -19,24 +19,24 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use super::error::ProxyError;
 use crate::config::Floor;
 use crate::scrub::{Kind, KindSet, Policy, Scrubber, Style};
 
 /// Request headers that steer privacy and logging; all are consumed, none forwarded.
-pub const PRIVACY_HEADERS: &[&str] = &[
-    "x-pii-detection",
-    "x-pii-masking",
-    "x-pii-types",
-    "x-compliance-mode",
-    "x-logging-level",
-    "x-log-request",
-    "x-log-response",
-    "x-log-metadata",
-    "x-log-user-id",
-    "x-log-session-id",
+pub const PRIVACY_HEADERS: [HeaderName; 10] = [
+    HeaderName::from_static("x-pii-detection"),
+    HeaderName::from_static("x-pii-masking"),
+    HeaderName::from_static("x-pii-types"),
+    HeaderName::from_static("x-compliance-mode"),
+    HeaderName::from_static("x-logging-level"),
+    HeaderName::from_static("x-log-request"),
+    HeaderName::from_static("x-log-response"),
+    HeaderName::from_static("x-log-metadata"),
+    HeaderName::from_static("x-log-user-id"),
+    HeaderName::from_static("x-log-session-id"),
 ];
 
 /// What one request gets.

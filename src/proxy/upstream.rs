@@ -31,29 +31,32 @@ use crate::config::{Config, Format, ProviderKey, Route};
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus those Lethe
 /// sets itself.
-const NOT_FORWARDED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-    "accept-encoding",
-    "expect",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
+const NOT_FORWARDED: [HeaderName; 18] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::ACCEPT_ENCODING,
+    header::EXPECT,
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-real-ip"),
 ];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.is_empty() {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -64,8 +67,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in NOT_FORWARDED {
-        headers.remove(*name);
+    for name in &NOT_FORWARDED {
+        headers.remove(name);
     }
 }
 
@@ -185,8 +188,8 @@ fn build(
         .map_err(|_| ProxyError::Malformed)?;
     let mut headers = client_headers.clone();
     strip_hop_by_hop(&mut headers);
-    for name in PRIVACY_HEADERS {
-        headers.remove(*name);
+    for name in &PRIVACY_HEADERS {
+        headers.remove(name);
     }
     if let ProviderKey::Secret(key) = &route.key {
         headers.remove(header::AUTHORIZATION);
