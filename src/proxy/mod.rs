@@ -38,7 +38,7 @@ use self::policy::{RequestPolicy, Scrubbers};
 use self::route::Endpoint;
 use self::upstream::{strip_hop_by_hop, Upstream};
 use crate::config::{Config, Format, KeyHash};
-use crate::scrub::{Counts, PolicyError, Vault};
+use crate::scrub::{Counts, PolicyError, Scrubber, Vault};
 
 /// Everything a request needs, shared by all connections.
 pub struct Proxy {
@@ -120,6 +120,13 @@ impl Proxy {
             return Err(ProxyError::Unauthorized);
         }
         let policy = RequestPolicy::from_headers(&config.floor, &parts.headers)?;
+        let compile = |styles| {
+            self.scrubbers
+                .get(policy.kinds, styles)
+                .map_err(|_| ProxyError::Malformed)
+        };
+        let (request_scrubber, answer_scrubber) =
+            (compile(policy.styles)?, compile(policy.response_styles())?);
         let mut vault = Vault::new();
         let mut counts = Counts::default();
         let (forward_body, model) = if endpoint.method() == Method::POST {
@@ -135,11 +142,7 @@ impl Proxy {
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             if policy.scrub {
-                let scrubber = self
-                    .scrubbers
-                    .get(policy.kinds, policy.styles)
-                    .map_err(|_| ProxyError::Malformed)?;
-                json::scrub_value(&mut value, &scrubber, &mut vault, &mut counts);
+                json::scrub_value(&mut value, &request_scrubber, &mut vault, &mut counts);
             }
             let bytes = serde_json::to_vec(&value).map_err(|_| ProxyError::Malformed)?;
             (Bytes::from(bytes), model)
@@ -148,11 +151,7 @@ impl Proxy {
         };
         let mut headers = parts.headers;
         if policy.scrub {
-            let scrubber = self
-                .scrubbers
-                .get(policy.kinds, policy.styles)
-                .map_err(|_| ProxyError::Malformed)?;
-            scrub_headers(&mut headers, &scrubber, &mut vault, &mut counts);
+            scrub_headers(&mut headers, &request_scrubber, &mut vault, &mut counts);
         }
         let chain = route::chain(config, endpoint, format, model.as_deref(), policy.hipaa)?;
         let path_and_query = parts
@@ -170,26 +169,28 @@ impl Proxy {
                 forward_body,
             )
             .await?;
-        self.answer(endpoint, format, &policy, vault, answer.response)
-            .await
+        self.answer(
+            endpoint,
+            format,
+            (answer_scrubber, policy.scrub),
+            vault,
+            answer.response,
+        )
+        .await
     }
 
     async fn answer(
         &self,
         endpoint: Endpoint,
         format: Format,
-        policy: &RequestPolicy,
+        (scrubber, scrub): (Scrubber, bool),
         vault: Vault,
         response: Response<hyper::body::Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
-        if policy.scrub {
-            let scrubber = self
-                .scrubbers
-                .get(policy.kinds, policy.response_styles())
-                .map_err(|_| ProxyError::Unscrubbable)?;
+        if scrub {
             scrub_headers(
                 &mut parts.headers,
                 &scrubber,
@@ -214,11 +215,7 @@ impl Proxy {
                     .starts_with("text/event-stream")
             });
         if is_sse {
-            let scrubber = self
-                .scrubbers
-                .get(policy.kinds, policy.response_styles())
-                .map_err(|_| ProxyError::Unscrubbable)?;
-            let events = if policy.scrub {
+            let events = if scrub {
                 EventScrubber::new(endpoint.api(), scrubber, vault)
             } else {
                 EventScrubber::passthrough(endpoint.api(), scrubber)
@@ -235,9 +232,8 @@ impl Proxy {
             .await
             .map_err(|_| ProxyError::Unscrubbable)?
             .to_bytes();
-        let bytes = Zeroizing::new(bytes.to_vec());
-        if bytes.is_empty() || !policy.scrub {
-            return Ok(Response::from_parts(parts, full(bytes.to_vec())));
+        if bytes.is_empty() || !scrub {
+            return Ok(Response::from_parts(parts, full(bytes)));
         }
         let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
             if parts.status.is_success() {
@@ -248,10 +244,6 @@ impl Proxy {
             *generic.status_mut() = parts.status;
             return Ok(generic);
         };
-        let scrubber = self
-            .scrubbers
-            .get(policy.kinds, policy.response_styles())
-            .map_err(|_| ProxyError::Unscrubbable)?;
         let mut counts = Counts::default();
         json::scrub_value(&mut value, &scrubber, &mut Vault::new(), &mut counts);
         if !vault.is_empty() {
@@ -274,7 +266,7 @@ const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key"];
 /// header is dropped.
 fn scrub_headers(
     headers: &mut HeaderMap,
-    scrubber: &crate::scrub::Scrubber,
+    scrubber: &Scrubber,
     vault: &mut Vault,
     counts: &mut Counts,
 ) {
