@@ -504,7 +504,15 @@ fn extension(h: &Hay<'_>, j: usize) -> Result<usize, NeedMore> {
         k += 1;
     }
     let e = h.run(k, 6, is_digit)?;
-    Ok(if (1..=6).contains(&(e - k)) { e } else { j })
+    // Digits that go on with `:` and more hex digits open an address or a time
+    // (`ext. 2001:db8::1`), not an extension. Taking them would hide that value until the mask
+    // style, which keeps the last digits, showed it to a second pass.
+    let colon_glued = h.get(e)? == Some(b':') && h.get(e + 1)?.is_some_and(|c| is(c, HEX));
+    Ok(if (1..=6).contains(&(e - k)) && !colon_glued {
+        e
+    } else {
+        j
+    })
 }
 
 /// An international number after its `+`, first digit at `t`.

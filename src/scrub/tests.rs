@@ -191,6 +191,12 @@ const REGRESSIONS: &[(&str, &str)] = &[
         "4111 111111 11111 1 415 555 0132",
         "**** ****** **111 1 [PHONE]",
     ),
+    // Digits after `ext.` that open an address are not an extension: the mask style keeps the
+    // last four digits of a phone, and the address would surface in a second pass.
+    (
+        "(415) 555-0132 ext. 2001:db8::1 ",
+        "[PHONE] ext. [IP_ADDRESS] ",
+    ),
 ];
 
 #[test]
