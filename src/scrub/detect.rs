@@ -45,6 +45,8 @@ const DOMAIN_MAX: usize = 253;
 const SHORT_WINDOW: usize = 256;
 /// How far back a context word ("ssn", "phone", "version") may stand.
 const CONTEXT_WINDOW: usize = 32;
+/// Longest textual IPv6 address (with an embedded IPv4 address).
+const IPV6_MAX: usize = 45;
 
 /// Byte classes, as bit flags in [`CLASS`].
 const DIGIT: u8 = 1;
@@ -618,37 +620,34 @@ fn ipv4_body(h: &Hay<'_>, t: usize) -> Parse {
     Ok(num_right_ok(h, j)?.then_some(j))
 }
 
-/// Start and parse of an IPv6 address around the digit at `t`.
-fn ipv6(h: &Hay<'_>, t: usize) -> (usize, Parse) {
-    const MAX: usize = 45;
+/// Start of the IPv6 address that the digit at `t` may belong to: back over hex digits and `:`.
+fn ipv6_start(b: &[u8], t: usize) -> usize {
     let ip_char = |c: u8| is(c, HEX) || c == b':';
-    let b = h.b;
     let mut s = t;
-    while s > 0 && t - s < MAX && ip_char(b[s - 1]) {
+    while s > 0 && t - s < IPV6_MAX && ip_char(b[s - 1]) {
         s -= 1;
     }
+    s
+}
+
+/// An IPv6 address from `s` (see [`ipv6_start`]), not glued to a word or an address before it.
+fn ipv6(h: &Hay<'_>, s: usize) -> Parse {
+    let b = h.b;
     let glued = match h.prev(s) {
         _ if b[s] == b':' => false,
         Some(c) => is_word(c) || matches!(c, b':' | b'.'),
         None => false,
     };
     if glued {
-        return (s, Ok(None));
+        return Ok(None);
     }
-    (s, ipv6_body(h, s))
-}
-
-fn ipv6_body(h: &Hay<'_>, s: usize) -> Parse {
-    const MAX: usize = 45;
-    let b = h.b;
-    let e = h.run(s, MAX, |c| is(c, HEX) || c == b':' || c == b'.')?;
-    if e - s > MAX || !b[s..e].contains(&b':') {
+    let e = h.run(s, IPV6_MAX, |c| is(c, HEX) || c == b':' || c == b'.')?;
+    if e - s > IPV6_MAX || !b[s..e].contains(&b':') {
         return Ok(None);
     }
     let mut end = e;
     while end > s {
-        let text = std::str::from_utf8(&b[s..end]).unwrap_or("");
-        if text.parse::<std::net::Ipv6Addr>().is_ok() {
+        if validate::ipv6_ok(&b[s..end]) {
             let glued = h.get(end)?.is_some_and(|c| is_word(c) || c == b':');
             return Ok((!glued).then_some(end));
         }
@@ -1088,10 +1087,11 @@ impl Engine {
             let colon_near = prev.is_some_and(|c| c == b':' || is(c, HEX))
                 || next.is_some_and(|c| c == b':' || is(c, HEX));
             if open || colon_near {
-                let (s, parse) = ipv6(h, t);
+                // The digits of one address all lead back to its start: parse it once.
+                let s = ipv6_start(b, t);
                 if s != *last_ipv6 {
                     *last_ipv6 = s;
-                    add(s, Kind::IpAddress, parse, false);
+                    add(s, Kind::IpAddress, ipv6(h, s), false);
                 }
             }
         }
