@@ -5,8 +5,10 @@
 //! Every prefix is made of characters that a stream already holds back at its tail (letters,
 //! digits, `-`, `_`, `.`), so a prefix cut between two deltas is never released half-seen.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::dfa::Builder as DFABuilder;
+use aho_corasick::{AhoCorasickBuilder, MatchKind};
 
+use super::search::PrefixSearch;
 use super::{Kind, KindSet};
 
 /// The alphabet of a token body.
@@ -134,29 +136,31 @@ pub(crate) static FORMATS: &[SecretFormat] = &[
     },
 ];
 
-/// An automaton over the prefixes of the enabled kinds; pattern ids index [`FORMATS`].
-/// Leftmost-longest, so `sk-ant-` wins over `sk-`, and searched without overlaps, which keeps
-/// the packed (SIMD) prefilter in play.
-///
-/// `short` builds the variant for small windows (a stream's held tail): a plain DFA without a
-/// prefilter, whose start-up cost is lower than the SIMD searcher's on a few bytes.
-pub(crate) fn automaton(
-    kinds: KindSet,
-    short: bool,
-) -> Result<AhoCorasick, aho_corasick::BuildError> {
+/// A search for the prefixes of the enabled kinds; pattern ids index [`FORMATS`].
+/// Leftmost-longest, so `sk-ant-` wins over `sk-`, and without overlaps, which keeps the packed
+/// (SIMD) prefilter in play for long windows. Short ones go through a DFA.
+pub(crate) fn search(kinds: KindSet) -> Option<PrefixSearch> {
     // Disabled kinds get a pattern that cannot occur in a `str`, keeping ids aligned.
     const NEVER: &[u8] = b"\xff\xff";
-    let patterns = FORMATS.iter().map(|f| {
-        if kinds.contains(f.kind) {
-            f.prefix.as_bytes()
-        } else {
-            NEVER
-        }
-    });
-    let mut builder = AhoCorasickBuilder::new();
-    builder.match_kind(MatchKind::LeftmostLongest);
-    if short {
-        builder.prefilter(false).kind(Some(AhoCorasickKind::DFA));
-    }
-    builder.build(patterns)
+    let patterns: Vec<&[u8]> = FORMATS
+        .iter()
+        .map(|f| {
+            if kinds.contains(f.kind) {
+                f.prefix.as_bytes()
+            } else {
+                NEVER
+            }
+        })
+        .collect();
+    let all = AhoCorasickBuilder::new()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(&patterns)
+        .ok()?;
+    // Without a prefilter, start states are not special: the byte loop stops only at matches.
+    let dfa = DFABuilder::new()
+        .match_kind(MatchKind::LeftmostLongest)
+        .prefilter(false)
+        .build(&patterns)
+        .ok()?;
+    PrefixSearch::new(all, dfa)
 }

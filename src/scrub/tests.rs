@@ -365,6 +365,17 @@ fn private_key_streamed_in_small_chunks_never_leaks() {
     assert_eq!(out, "before\n[PRIVATE_KEY]\nafter");
 }
 
+/// A stream does not track where an undecided secret prefix starts: it relies on holding back
+/// the characters prefixes are made of, within the last `MAX_BACKTRACK` bytes.
+#[test]
+fn secret_prefixes_are_held_at_the_tail() {
+    for format in secrets::FORMATS {
+        let prefix = format.prefix;
+        assert!(prefix.bytes().all(detect::may_hold), "{prefix}");
+        assert!(prefix.len() < detect::MAX_BACKTRACK, "{prefix}");
+    }
+}
+
 #[test]
 fn kind_names_round_trip() {
     for kind in Kind::ALL {
