@@ -59,6 +59,8 @@ const DOMAIN_MAX: usize = 253;
 const CONTEXT_WINDOW: usize = 32;
 /// Longest textual IPv6 address (with an embedded IPv4 address).
 const IPV6_MAX: usize = 45;
+/// New text up to this long is looked at byte by byte rather than by the vectorised passes.
+const SHORT: usize = 32;
 
 /// Byte classes, as bit flags in [`CLASS`].
 const DIGIT: u8 = 1;
@@ -66,7 +68,8 @@ const ALPHA: u8 = 2;
 const HEX: u8 = 4;
 /// Characters of an e-mail local part.
 const LOCAL: u8 = 8;
-/// Characters a trigger still to come may reach back over: see [`Engine::scan`].
+/// Characters a trigger still to come may reach back over (see [`Engine::scan`]), including
+/// every byte of a non-ASCII character.
 const HOLD: u8 = 16;
 /// Base64url, the alphabet of JWT segments and most tokens.
 const B64URL: u8 = 32;
@@ -98,6 +101,10 @@ static CLASS: [u8; 256] = {
         }
         if c.is_ascii_digit() || c == b'@' {
             f |= TRIGGER;
+        }
+        // Non-ASCII letters may belong to an e-mail local part.
+        if !c.is_ascii() {
+            f |= HOLD;
         }
         t[i] = f;
         i += 1;
@@ -1112,6 +1119,54 @@ impl Engine {
         self.scan_keys(&h, from, state, sink)
     }
 
+    /// [`Engine::scan`] for the common push of a stream, done cheaply: nothing pending or found,
+    /// no dictionary, and a short stretch of new text without a trigger or a secret prefix. Its
+    /// frontier, or `None` (with `state` as it was) when the general scan is needed.
+    #[inline]
+    pub(crate) fn quick_scan(
+        &self,
+        text: &str,
+        from: usize,
+        state: &mut ScanState,
+    ) -> Option<usize> {
+        let b = text.as_bytes();
+        let len = b.len();
+        let seen = state.seen;
+        if state.in_private_key
+            || !state.pending.is_empty()
+            || !state.found.is_empty()
+            || self.dictionary.is_some()
+            || state.trigger != seen
+            || seen < from
+            || len - seen > SHORT
+        {
+            return None;
+        }
+        let mut hold = state.hold;
+        for (k, &c) in b[seen..].iter().enumerate() {
+            let class = CLASS[usize::from(c)];
+            if class & TRIGGER != 0 {
+                return None;
+            }
+            if class & HOLD == 0 {
+                hold = seen + k + 1;
+            }
+        }
+        if let Some(search) = &self.secrets {
+            let mut cursor = state.secret;
+            let mut hit = false;
+            search.find(b, &mut cursor, false, &mut |_, _, _| hit = true);
+            if hit {
+                return None;
+            }
+            state.secret = cursor;
+        }
+        state.hold = hold;
+        state.seen = len;
+        state.trigger = len;
+        Some(self.held_from(&Hay::new(text, false), from, hold))
+    }
+
     /// [`Engine::scan`] from inside a private-key block: drops it, then scans what follows, over
     /// and over while more blocks open. Kept apart from the common case, which has no such loop.
     #[cold]
@@ -1158,11 +1213,17 @@ impl Engine {
         Ok(frontier.max(pos))
     }
 
+    /// First position that a trigger still to come could reach back to, given the start `hold`
+    /// of the run of bytes at the end that may be held.
+    #[inline]
+    fn held_from(&self, h: &Hay<'_>, from: usize, hold: usize) -> usize {
+        let floor = from.max(h.b.len().saturating_sub(MAX_BACKTRACK));
+        floor_char_boundary(h.text, hold.max(floor))
+    }
+
     /// First position that is undecided or that a trigger still to come could reach back to.
     fn frontier(&self, h: &Hay<'_>, from: usize, state: &ScanState) -> usize {
-        let len = h.b.len();
-        let floor = from.max(len.saturating_sub(MAX_BACKTRACK));
-        let mut frontier = floor_char_boundary(h.text, state.hold.max(floor));
+        let mut frontier = self.held_from(h, from, state.hold);
         for p in &state.pending {
             frontier = frontier.min(p.start);
         }
@@ -1179,13 +1240,29 @@ impl Engine {
         let b = h.b;
         let len = b.len();
         let seen = state.seen.min(len);
-        // Non-ASCII letters may belong to an e-mail local part.
-        if let Some(k) = b[seen..].iter().rposition(|&c| !may_hold(c)) {
-            state.hold = seen + k + 1;
+        let i = state.trigger.max(from);
+        let mut first_trigger = None;
+        if i == seen && len - seen <= SHORT {
+            // A stream's delta: one pass for both the held tail and the first trigger.
+            for (k, &c) in b[seen..].iter().enumerate() {
+                let class = CLASS[usize::from(c)];
+                if class & HOLD == 0 {
+                    state.hold = seen + k + 1;
+                }
+                if class & TRIGGER != 0 && first_trigger.is_none() {
+                    first_trigger = Some(seen + k);
+                }
+            }
+        } else {
+            if let Some(k) = b[seen..].iter().rposition(|&c| !may_hold(c)) {
+                state.hold = seen + k + 1;
+            }
+            first_trigger = next_trigger(b, i);
         }
         let floor = from.max(state.last_end);
         if !state.pending.is_empty() {
-            self.retry(h, seen, floor, state);
+            let lazy_from = self.held_from(h, from, state.hold);
+            self.retry(h, seen, floor, lazy_from, state);
         }
         state.secret_hits.clear();
         if let Some(search) = &self.secrets {
@@ -1205,8 +1282,7 @@ impl Engine {
                 hits.push((start, end))
             });
         }
-        let i = state.trigger.max(from);
-        if let Some(t) = next_trigger(b, i) {
+        if let Some(t) = first_trigger {
             self.triggers(h, t, floor, state);
         } else if !state.secret_hits.is_empty() || !state.term_hits.is_empty() {
             self.triggers(h, len, floor, state);
@@ -1274,7 +1350,17 @@ impl Engine {
     /// Runs again the parsers that asked for more text, but for those that would only ask again.
     // Out of line, like the parsers below: a scan of a few plain bytes stays small.
     #[inline(never)]
-    fn retry(&self, h: &Hay<'_>, seen: usize, floor: usize, state: &mut ScanState) {
+    ///
+    /// A parser whose candidate would start at or after `lazy_from` (where the frontier stands at
+    /// the latest) is not asked yet: its answer could not release anything.
+    fn retry(
+        &self,
+        h: &Hay<'_>,
+        seen: usize,
+        floor: usize,
+        lazy_from: usize,
+        state: &mut ScanState,
+    ) {
         let b = h.b;
         let new = &b[seen..];
         let mut k = 0;
@@ -1284,11 +1370,18 @@ impl Engine {
                 state.pending.swap_remove(k);
                 continue;
             }
-            if let Some(w) = p.wait {
-                if !h.eof && b.len() <= w.last && new.iter().all(|&c| w.class.has(c)) {
-                    k += 1;
-                    continue;
-                }
+            let waiting = p.wait.is_some_and(|w| {
+                !h.eof && b.len() <= w.last && new.iter().all(|&c| w.class.has(c))
+            });
+            if waiting {
+                k += 1;
+                continue;
+            }
+            if !h.eof && p.start >= lazy_from {
+                // Its answer cannot move the frontier yet: ask later, with all the new bytes.
+                state.pending[k].wait = None;
+                k += 1;
+                continue;
             }
             let parse = match p.parser {
                 Parser::Card => card(h, p.at),
@@ -1327,36 +1420,22 @@ impl Engine {
     fn on_digit(&self, h: &Hay<'_>, t: usize, last_ipv6: &mut Option<usize>, out: &mut Found<'_>) {
         let k = self.kinds;
         let b = h.b;
-        // The shape of the digit run picks the parsers worth running; a run that reaches the end
-        // of an unfinished window runs them all (they answer "need more").
-        let run = b[t..].iter().take(20).take_while(|c| is_digit(**c)).count();
-        let next = b.get(t + run).copied();
-        let open = next.is_none() && !h.eof;
-        let prev = h.prev(t);
-        if k.contains(Kind::CreditCard)
-            && (open || run >= 12 || (run == 4 && matches!(next, Some(b' ' | b'-'))))
-        {
+        let shape = Shape::of(h, t);
+        if k.contains(Kind::CreditCard) && shape.card() {
             out.add(b, t, t, Parser::Card, card(h, t));
         }
-        if k.contains(Kind::Ssn)
-            && (open || run == 9 || (run == 3 && matches!(next, Some(b' ' | b'-'))))
-        {
+        if k.contains(Kind::Ssn) && shape.ssn() {
             out.add(b, t, t, Parser::Ssn, ssn(h, t));
         }
-        let phone_shape = matches!(prev, Some(b'+' | b'('))
-            || matches!(run, 3 | 10)
-            || (run == 1 && b[t] == b'1');
-        if k.contains(Kind::Phone) && (open || phone_shape) {
+        if k.contains(Kind::Phone) && shape.phone() {
             let (s, parse) = phone(h, t);
             out.add(b, s, t, Parser::Phone, parse);
         }
         if k.contains(Kind::IpAddress) {
-            if open || (run <= 3 && next == Some(b'.')) {
+            if shape.ipv4() {
                 out.add(b, t, t, Parser::Ipv4, ipv4(h, t));
             }
-            let colon_near = prev.is_some_and(|c| c == b':' || is(c, HEX))
-                || next.is_some_and(|c| c == b':' || is(c, HEX));
-            if open || colon_near {
+            if shape.ipv6() {
                 let s = ipv6_start(b, t);
                 if *last_ipv6 != Some(s) {
                     *last_ipv6 = Some(s);
@@ -1372,6 +1451,73 @@ impl Engine {
         {
             out.add(b, t - 2, t, Parser::Iban, iban(h, t));
         }
+    }
+}
+
+/// The shape of the digit run at `t`, which picks the parsers worth running: one left out would
+/// answer "no match" whatever follows. A run that reaches the end of an unfinished window may
+/// still take any length.
+struct Shape {
+    /// Digits in the run, counting at most 20.
+    run: usize,
+    next: Option<u8>,
+    prev: Option<u8>,
+    open: bool,
+    first: u8,
+    /// The left edge of a number (see [`num_left_ok`]).
+    left_ok: bool,
+}
+
+impl Shape {
+    #[inline(always)]
+    fn of(h: &Hay<'_>, t: usize) -> Shape {
+        let b = h.b;
+        let mut run = 0;
+        while run < 20 && b.get(t + run).is_some_and(|&c| is_digit(c)) {
+            run += 1;
+        }
+        let next = b.get(t + run).copied();
+        Shape {
+            run,
+            next,
+            prev: h.prev(t),
+            open: next.is_none() && !h.eof,
+            first: b[t],
+            left_ok: num_left_ok(h, t),
+        }
+    }
+
+    fn card(&self) -> bool {
+        self.left_ok
+            && (self.open
+                || self.run >= 12
+                || (self.run == 4 && matches!(self.next, Some(b' ' | b'-'))))
+    }
+
+    fn ssn(&self) -> bool {
+        self.left_ok
+            && (self.open
+                || self.run == 9
+                || (self.run == 3 && matches!(self.next, Some(b' ' | b'-'))))
+    }
+
+    fn phone(&self) -> bool {
+        // `+` and `(` carry their own left edge (see [`phone`]).
+        let opened = matches!(self.prev, Some(b'+' | b'('));
+        opened
+            || (self.left_ok
+                && (self.open
+                    || matches!(self.run, 3 | 10)
+                    || (self.run == 1 && self.first == b'1')))
+    }
+
+    fn ipv4(&self) -> bool {
+        self.open || (self.run <= 3 && self.next == Some(b'.'))
+    }
+
+    fn ipv6(&self) -> bool {
+        let near = |c: Option<u8>| c.is_some_and(|c| c == b':' || is(c, HEX));
+        self.open || near(self.prev) || near(self.next)
     }
 }
 
@@ -1482,8 +1628,9 @@ fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
 }
 
 /// Whether a stream may have to hold `c` back at its tail (see [`Engine::scan`]).
+#[inline]
 pub(crate) fn may_hold(c: u8) -> bool {
-    is(c, HOLD) || !c.is_ascii()
+    is(c, HOLD)
 }
 
 /// Position of the next digit or `@` at or after `from`.

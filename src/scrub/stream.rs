@@ -115,6 +115,12 @@ impl StreamScrubber {
         } = self;
         let text: &str = buf;
         let start = *released;
+        if !eof {
+            if let Some(frontier) = scrubber.engine().quick_scan(text, start, state) {
+                *released = frontier;
+                return &buf[start..frontier];
+            }
+        }
         let mut copied = start;
         let mut masked = false;
         let frontier = scrubber
