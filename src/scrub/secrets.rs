@@ -31,19 +31,53 @@ pub(crate) enum Body {
 }
 
 impl Body {
-    #[inline]
-    pub(crate) fn contains(self, c: u8) -> bool {
+    const ALL: [Body; 7] = [
+        Body::Alnum,
+        Body::UpperAlnum,
+        Body::LowerHex,
+        Body::Base64Url,
+        Body::Word,
+        Body::AlnumDash,
+        Body::Dotted,
+    ];
+
+    /// The definition of each alphabet; [`Body::contains`] reads it from [`BODIES`].
+    const fn defines(self, c: u8) -> bool {
         match self {
             Body::Alnum => c.is_ascii_alphanumeric(),
             Body::UpperAlnum => c.is_ascii_uppercase() || c.is_ascii_digit(),
-            Body::LowerHex => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+            Body::LowerHex => c.is_ascii_digit() || matches!(c, b'a'..=b'f'),
             Body::Base64Url => c.is_ascii_alphanumeric() || c == b'_' || c == b'-',
             Body::Word => c.is_ascii_alphanumeric() || c == b'_',
             Body::AlnumDash => c.is_ascii_alphanumeric() || c == b'-',
             Body::Dotted => c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'),
         }
     }
+
+    /// Whether `c` is in the alphabet: one table lookup, since a token body is read byte by byte
+    /// with the alphabet known only at run time.
+    #[inline(always)]
+    pub(crate) fn contains(self, c: u8) -> bool {
+        BODIES[usize::from(c)] & (1 << self as u8) != 0
+    }
 }
+
+/// For every byte, bit `b as u8` is set when the byte is in alphabet `b`.
+static BODIES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let mut k = 0;
+        while k < Body::ALL.len() {
+            if Body::ALL[k].defines(c as u8) {
+                t[c] |= 1 << Body::ALL[k] as u8;
+            }
+            k += 1;
+        }
+        c += 1;
+    }
+    t
+};
 
 /// One secret format: `prefix` then `min..=max` body bytes from `body`.
 #[derive(Debug)]
