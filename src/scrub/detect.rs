@@ -1540,7 +1540,9 @@ impl Shape {
     }
 
     fn card(&self) -> bool {
+        // Every issuer range starts with 2 to 6.
         self.left_ok
+            && matches!(self.first, b'2'..=b'6')
             && (self.open
                 || self.run >= 12
                 || (self.run == 4 && matches!(self.next, Some(b' ' | b'-'))))
@@ -1554,13 +1556,15 @@ impl Shape {
     }
 
     fn phone(&self) -> bool {
-        // `+` and `(` carry their own left edge (see [`phone`]).
+        // `+` and `(` carry their own left edge (see [`phone`]). A North American area code
+        // starts with 2 to 9; a trunk prefix is a lone 1.
         let opened = matches!(self.prev, Some(b'+' | b'('));
+        let area = matches!(self.first, b'2'..=b'9');
+        let trunk = self.first == b'1';
         opened
             || (self.left_ok
-                && (self.open
-                    || matches!(self.run, 3 | 10)
-                    || (self.run == 1 && self.first == b'1')))
+                && (area || trunk)
+                && (self.open || (area && matches!(self.run, 3 | 10)) || (trunk && self.run == 1)))
     }
 
     fn ipv4(&self, h: &Hay<'_>, t: usize) -> bool {

@@ -128,6 +128,39 @@ impl PrefixSearch {
         eof: bool,
         hit: &mut impl FnMut(usize, usize, usize),
     ) {
+        // The common case of a stream: no match in flight and a few new bytes, none of which
+        // completes a pattern.
+        let len = hay.len();
+        if cursor.found.is_none() && !eof && len - cursor.pos.min(len) < PREFILTER_MIN {
+            let dfa = &self.dfa;
+            let mut sid = cursor.state.unwrap_or(self.start);
+            let mut i = cursor.pos;
+            while let Some(&c) = hay.get(i) {
+                let next = dfa.next_state(Anchored::No, sid, c);
+                if dfa.is_special(next) {
+                    break;
+                }
+                sid = next;
+                i += 1;
+            }
+            cursor.pos = i;
+            cursor.state = Some(sid);
+            if i == len {
+                return;
+            }
+        }
+        self.find_all(hay, cursor, eof, hit);
+    }
+
+    /// [`PrefixSearch::find`] in general.
+    #[inline(never)]
+    fn find_all(
+        &self,
+        hay: &[u8],
+        cursor: &mut Cursor,
+        eof: bool,
+        hit: &mut impl FnMut(usize, usize, usize),
+    ) {
         let len = hay.len();
         let dfa = &self.dfa;
         let mut i = cursor.pos;
