@@ -247,6 +247,9 @@ pub(crate) struct ScanState {
     found: Vec<Candidate>,
     /// Parsers that asked for more text.
     pending: Vec<Pending>,
+    /// The pending parser that lets a stream skip scans (see [`ScanState::may_skip`]), while
+    /// every byte after `seen` has kept it waiting.
+    blocker: Option<usize>,
     /// Secret prefixes (start, format) and dictionary terms (start, end) of the current scan,
     /// merged into the trigger pass in text order.
     secret_hits: Vec<(usize, usize)>,
@@ -283,10 +286,55 @@ impl ScanState {
         }
     }
 
-    /// Whether every byte from `released` to the end of the window may still have to be held
-    /// back (see [`may_hold`]), as of the last scan.
-    pub(crate) fn quiet_from(&self, released: usize) -> bool {
-        !self.in_private_key && self.hold <= released
+    /// Whether a stream may skip the scan of its window `b`, grown by its last `added` bytes,
+    /// when it has released everything before `released`: the scan would release nothing and
+    /// decide nothing that the next scan, which catches up from where the last one stopped,
+    /// cannot decide as well. Two cases:
+    ///
+    /// * a short tail of bytes that a trigger may still reach back over: nothing in it can be
+    ///   released, and a candidate that would end in it would also start in it;
+    /// * a parser whose candidate starts at `released` is reading a run (see [`Wait`]) that the
+    ///   unscanned bytes only extend: it would ask for more again, and hold the frontier.
+    ///
+    /// Skipped bytes are all such that [`may_hold`] holds, so the first case stays exact.
+    #[inline]
+    pub(crate) fn may_skip(&mut self, b: &[u8], released: usize, added: usize) -> bool {
+        if self.in_private_key {
+            return false;
+        }
+        let len = b.len();
+        let new = &b[len - added..];
+        if len - released <= MAX_BACKTRACK
+            && self.hold <= released
+            && new.iter().all(|&c| may_hold(c))
+        {
+            // The waiting parser, if any, has not seen these bytes.
+            self.blocker = None;
+            return true;
+        }
+        !self.pending.is_empty() && self.still_blocked(b, released, new)
+    }
+
+    /// The second case of [`ScanState::may_skip`].
+    #[inline(never)]
+    fn still_blocked(&mut self, b: &[u8], released: usize, new: &[u8]) -> bool {
+        let len = b.len();
+        let (k, unchecked) = match self.blocker {
+            Some(k) => (k, new),
+            None => {
+                let waiting = |p: &Pending| p.start <= released && p.wait.is_some();
+                let Some(k) = self.pending.iter().position(waiting) else {
+                    return false;
+                };
+                (k, &b[self.seen.min(len)..])
+            }
+        };
+        let Some(w) = self.pending.get(k).and_then(|p| p.wait) else {
+            return false;
+        };
+        let still = len <= w.last && unchecked.iter().all(|&c| w.class.has(c) && may_hold(c));
+        self.blocker = still.then_some(k);
+        still
     }
 
     /// Starts the searches afresh at `at`, after a private-key block.
@@ -1286,6 +1334,7 @@ impl Engine {
 
     /// Runs the parsers that have something new to read, then the triggers in the new text.
     fn collect(&self, h: &Hay<'_>, from: usize, state: &mut ScanState) {
+        state.blocker = None;
         let b = h.b;
         let len = b.len();
         let seen = state.seen.min(len);

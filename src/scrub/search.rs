@@ -120,7 +120,7 @@ impl PrefixSearch {
 
     /// Calls `hit(start, end, pattern)` for every match that is final from `cursor` on, in order,
     /// and moves `cursor` past the bytes it has seen.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(
         &self,
         hay: &[u8],

@@ -16,7 +16,7 @@
 
 use zeroize::Zeroizing;
 
-use super::detect::{floor_char_boundary, may_hold, ScanState, CONTEXT, MAX_BACKTRACK};
+use super::detect::{floor_char_boundary, ScanState, CONTEXT};
 use super::{mask, Counts, Kind, Scrubber, Vault};
 
 /// Released bytes kept before the buffer is compacted (amortises the move).
@@ -69,18 +69,14 @@ impl StreamScrubber {
             self.released -= cut;
             self.state.shift(cut);
         }
-        // Fast path: a short tail of bytes that a trigger may still reach back over cannot be
-        // released yet and cannot finish a candidate (one would start in it), so a scan would
-        // change nothing. The scan state stays behind and catches up on the next scan.
-        let held = self.buf.len() - self.released + delta.len();
-        if held <= MAX_BACKTRACK
-            && self.state.quiet_from(self.released)
-            && delta.bytes().all(may_hold)
+        self.buf.push_str(delta);
+        // A scan that could release nothing is left to the next push (see `may_skip`).
+        if self
+            .state
+            .may_skip(self.buf.as_bytes(), self.released, delta.len())
         {
-            self.buf.push_str(delta);
             return "";
         }
-        self.buf.push_str(delta);
         self.advance(false, vault)
     }
 
