@@ -1,9 +1,11 @@
 //! Operator dictionaries: literal terms (customer names, code names) matched as whole words,
-//! ignoring case, with one aho-corasick pass.
+//! ignoring case, with one resumable aho-corasick search (see [`Search`]).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::nfa::contiguous::{Builder as NFABuilder, NFA};
+use aho_corasick::{AhoCorasickBuilder, MatchKind};
 
-use super::detect::{Hay, NeedMore};
+use super::detect::{Hay, NeedMore, Parse};
+use super::search::Search;
 use super::{Kind, PolicyError};
 
 /// Longest dictionary term, in bytes. It bounds the hold-back a dictionary adds to a stream.
@@ -11,10 +13,7 @@ pub(crate) const MAX_TERM: usize = 256;
 
 /// A compiled dictionary.
 pub(crate) struct Dictionary {
-    automaton: AhoCorasick,
-    /// Every pattern, ASCII-lowercased and sorted: answers "could the tail still become a term?".
-    sorted: Vec<Vec<u8>>,
-    max_len: usize,
+    search: Search<NFA>,
 }
 
 /// Characters that continue a word: a term next to one is part of a longer word.
@@ -44,23 +43,18 @@ impl Dictionary {
                 }
             }
         }
-        let automaton = AhoCorasickBuilder::new()
+        let all = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .build(&patterns)
             .map_err(|_| PolicyError::DictionaryTooLarge)?;
-        let mut sorted: Vec<Vec<u8>> = patterns
-            .iter()
-            .map(|p| p.as_bytes().to_ascii_lowercase())
-            .collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let max_len = sorted.iter().map(Vec::len).max().unwrap_or(0);
-        let dictionary = Dictionary {
-            automaton,
-            sorted,
-            max_len,
-        };
+        let anchored = NFABuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .map_err(|_| PolicyError::DictionaryTooLarge)?;
+        let search = Search::new(all, anchored).ok_or(PolicyError::DictionaryTooLarge)?;
+        let dictionary = Dictionary { search };
         // A term that matches inside our own labels would make scrubbing not idempotent.
         for kind in Kind::ALL {
             for label in [
@@ -69,7 +63,7 @@ impl Dictionary {
             ] {
                 let hay = Hay::new(&label, true);
                 let mut hit = false;
-                dictionary.collect(&hay, 0, &mut |_, _, _| hit = true);
+                dictionary.find(&hay, &mut 0, &mut |_, _| hit = true);
                 if hit {
                     return Err(PolicyError::TermIsLabel);
                 }
@@ -78,46 +72,23 @@ impl Dictionary {
         Ok(dictionary)
     }
 
-    /// Reports every whole-word term occurrence starting at or after `from`.
-    pub(crate) fn collect(
-        &self,
-        h: &Hay<'_>,
-        from: usize,
-        add: &mut dyn FnMut(usize, Kind, Result<Option<usize>, NeedMore>),
-    ) {
-        for m in self.automaton.find_iter(&h.b[from..]) {
-            let (start, end) = (from + m.start(), from + m.end());
-            if is_alphanumeric_at_end(h.text, start) {
-                continue;
+    /// Calls `hit(start, end)` for every term occurrence from `*pos` on that does not start
+    /// inside a word, and moves `*pos` to the first position not decided yet (see [`Search`]).
+    /// Whether the term also ends a word is [`Dictionary::right_edge`]'s answer.
+    pub(crate) fn find(&self, h: &Hay<'_>, pos: &mut usize, hit: &mut dyn FnMut(usize, usize)) {
+        self.search.find(h.b, pos, h.eof, &mut |start, end, _| {
+            if !is_alphanumeric_at_end(h.text, start) {
+                hit(start, end);
             }
-            let parse = match h.text[end..].chars().next() {
-                None if !h.eof => Err(NeedMore),
-                Some(c) if is_word_char(c) => Ok(None),
-                _ => Ok(Some(end)),
-            };
-            add(start, Kind::Dictionary, parse);
-        }
+        });
     }
 
-    /// Start of the shortest tail of `text` (at or after `from`) that may still grow into a term,
-    /// or `text.len()`.
-    pub(crate) fn partial_tail(&self, text: &str, from: usize) -> usize {
-        let len = text.len();
-        let lo = from.max(len.saturating_sub(self.max_len.saturating_sub(1)));
-        let mut lower = [0u8; MAX_TERM];
-        for p in lo..len {
-            if !text.is_char_boundary(p) || is_alphanumeric_at_end(text, p) {
-                continue;
-            }
-            let tail = &text.as_bytes()[p..];
-            let lower = &mut lower[..tail.len()];
-            lower.copy_from_slice(tail);
-            lower.make_ascii_lowercase();
-            let i = self.sorted.partition_point(|t| t.as_slice() < &*lower);
-            if self.sorted.get(i).is_some_and(|t| t.starts_with(lower)) {
-                return p;
-            }
+    /// The parse of a term ending at `end`: a match unless a word goes on after it.
+    pub(crate) fn right_edge(h: &Hay<'_>, end: usize) -> Parse {
+        match h.text[end..].chars().next() {
+            None if !h.eof => Err(NeedMore(None)),
+            Some(c) if is_word_char(c) => Ok(None),
+            _ => Ok(Some(end)),
         }
-        len
     }
 }

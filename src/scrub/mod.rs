@@ -35,6 +35,7 @@ mod detect;
 mod dictionary;
 mod mask;
 mod restore;
+mod search;
 mod secrets;
 mod stream;
 pub(crate) mod validate;
@@ -462,21 +463,18 @@ impl Scrubber {
         let mut out: Option<String> = None;
         let mut copied = 0;
         let mut state = detect::ScanState::default();
-        let mut cands = Vec::new();
-        let end = self
-            .engine()
-            .scan(text, 0, true, &mut state, &mut cands, &mut |piece| {
-                let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
-                buf.push_str(&text[copied..piece.range.start]);
-                copied = piece.range.end;
-                match piece.replace {
-                    Some(kind) => {
-                        counts.bump(kind);
-                        mask::write(kind, self.style(kind), &text[piece.range], vault, buf);
-                    }
-                    None => mask::dropped(self.style(Kind::PrivateKey), &text[piece.range], vault),
+        let end = self.engine().scan(text, 0, true, &mut state, &mut |piece| {
+            let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
+            buf.push_str(&text[copied..piece.range.start]);
+            copied = piece.range.end;
+            match piece.replace {
+                Some(kind) => {
+                    counts.bump(kind);
+                    mask::write(kind, self.style(kind), &text[piece.range], vault, buf);
                 }
-            });
+                None => mask::dropped(self.style(Kind::PrivateKey), &text[piece.range], vault),
+            }
+        });
         debug_assert_eq!(end, text.len());
         let text = match out {
             None => Cow::Borrowed(text),
@@ -493,21 +491,23 @@ impl Scrubber {
     pub fn find(&self, text: &str) -> Vec<Finding> {
         let mut found: Vec<Finding> = Vec::new();
         let mut state = detect::ScanState::default();
-        let mut cands = Vec::new();
         self.engine()
-            .scan(text, 0, true, &mut state, &mut cands, &mut |piece| match (
-                piece.replace,
-                found.last_mut(),
-            ) {
-                (Some(kind), _) => found.push(Finding {
-                    kind,
-                    range: piece.range,
-                }),
-                (None, Some(last)) if last.range.end == piece.range.start => {
-                    last.range.end = piece.range.end;
-                }
-                (None, _) => {}
-            });
+            .scan(
+                text,
+                0,
+                true,
+                &mut state,
+                &mut |piece| match (piece.replace, found.last_mut()) {
+                    (Some(kind), _) => found.push(Finding {
+                        kind,
+                        range: piece.range,
+                    }),
+                    (None, Some(last)) if last.range.end == piece.range.start => {
+                        last.range.end = piece.range.end;
+                    }
+                    (None, _) => {}
+                },
+            );
         found
     }
 

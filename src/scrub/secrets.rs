@@ -5,8 +5,10 @@
 //! Every prefix is made of characters that a stream already holds back at its tail (letters,
 //! digits, `-`, `_`, `.`), so a prefix cut between two deltas is never released half-seen.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::dfa::Builder as DFABuilder;
+use aho_corasick::{AhoCorasickBuilder, MatchKind};
 
+use super::search::PrefixSearch;
 use super::{Kind, KindSet};
 
 /// The alphabet of a token body.
@@ -29,19 +31,53 @@ pub(crate) enum Body {
 }
 
 impl Body {
-    #[inline]
-    pub(crate) fn contains(self, c: u8) -> bool {
+    const ALL: [Body; 7] = [
+        Body::Alnum,
+        Body::UpperAlnum,
+        Body::LowerHex,
+        Body::Base64Url,
+        Body::Word,
+        Body::AlnumDash,
+        Body::Dotted,
+    ];
+
+    /// The definition of each alphabet; [`Body::contains`] reads it from [`BODIES`].
+    const fn defines(self, c: u8) -> bool {
         match self {
             Body::Alnum => c.is_ascii_alphanumeric(),
             Body::UpperAlnum => c.is_ascii_uppercase() || c.is_ascii_digit(),
-            Body::LowerHex => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+            Body::LowerHex => c.is_ascii_digit() || matches!(c, b'a'..=b'f'),
             Body::Base64Url => c.is_ascii_alphanumeric() || c == b'_' || c == b'-',
             Body::Word => c.is_ascii_alphanumeric() || c == b'_',
             Body::AlnumDash => c.is_ascii_alphanumeric() || c == b'-',
             Body::Dotted => c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'),
         }
     }
+
+    /// Whether `c` is in the alphabet: one table lookup, since a token body is read byte by byte
+    /// with the alphabet known only at run time.
+    #[inline(always)]
+    pub(crate) fn contains(self, c: u8) -> bool {
+        BODIES[usize::from(c)] & (1 << self as u8) != 0
+    }
 }
+
+/// For every byte, bit `b as u8` is set when the byte is in alphabet `b`.
+static BODIES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let mut k = 0;
+        while k < Body::ALL.len() {
+            if Body::ALL[k].defines(c as u8) {
+                t[c] |= 1 << Body::ALL[k] as u8;
+            }
+            k += 1;
+        }
+        c += 1;
+    }
+    t
+};
 
 /// One secret format: `prefix` then `min..=max` body bytes from `body`.
 #[derive(Debug)]
@@ -134,29 +170,31 @@ pub(crate) static FORMATS: &[SecretFormat] = &[
     },
 ];
 
-/// An automaton over the prefixes of the enabled kinds; pattern ids index [`FORMATS`].
-/// Leftmost-longest, so `sk-ant-` wins over `sk-`, and searched without overlaps, which keeps
-/// the packed (SIMD) prefilter in play.
-///
-/// `short` builds the variant for small windows (a stream's held tail): a plain DFA without a
-/// prefilter, whose start-up cost is lower than the SIMD searcher's on a few bytes.
-pub(crate) fn automaton(
-    kinds: KindSet,
-    short: bool,
-) -> Result<AhoCorasick, aho_corasick::BuildError> {
+/// A search for the prefixes of the enabled kinds; pattern ids index [`FORMATS`].
+/// Leftmost-longest, so `sk-ant-` wins over `sk-`, and without overlaps, which keeps the packed
+/// (SIMD) prefilter in play for long windows. Short ones go through a DFA.
+pub(crate) fn search(kinds: KindSet) -> Option<PrefixSearch> {
     // Disabled kinds get a pattern that cannot occur in a `str`, keeping ids aligned.
     const NEVER: &[u8] = b"\xff\xff";
-    let patterns = FORMATS.iter().map(|f| {
-        if kinds.contains(f.kind) {
-            f.prefix.as_bytes()
-        } else {
-            NEVER
-        }
-    });
-    let mut builder = AhoCorasickBuilder::new();
-    builder.match_kind(MatchKind::LeftmostLongest);
-    if short {
-        builder.prefilter(false).kind(Some(AhoCorasickKind::DFA));
-    }
-    builder.build(patterns)
+    let patterns: Vec<&[u8]> = FORMATS
+        .iter()
+        .map(|f| {
+            if kinds.contains(f.kind) {
+                f.prefix.as_bytes()
+            } else {
+                NEVER
+            }
+        })
+        .collect();
+    let all = AhoCorasickBuilder::new()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(&patterns)
+        .ok()?;
+    // Without a prefilter, start states are not special: the byte loop stops only at matches.
+    let dfa = DFABuilder::new()
+        .match_kind(MatchKind::LeftmostLongest)
+        .prefilter(false)
+        .build(&patterns)
+        .ok()?;
+    PrefixSearch::new(all, dfa)
 }

@@ -4,8 +4,11 @@
 //!
 //! A [`StreamScrubber`] keeps one buffer: up to [`CONTEXT`] bytes already released (left context
 //! for the next candidates) followed by the bytes held back. Each [`StreamScrubber::push`] appends
-//! the delta, scans from the first held byte and releases everything before the scan's frontier.
-//! Released context is discarded in blocks, so a push costs amortised O(delta + hold-back).
+//! the delta and scans again; the scan state remembers what earlier scans decided, so a push
+//! looks only at its own bytes and at the parsers still waiting for text (see the `detect`
+//! module), and releases everything before the scan's frontier. Released context is discarded
+//! in blocks, so a push costs amortised O(delta). Text released unchanged is handed out from
+//! the buffer itself; only a push that masks something builds its output apart.
 //!
 //! The output of a stream, concatenated, is byte for byte the output of [`Scrubber::scrub`] on
 //! the concatenated input, whatever the cut points; what is held back never exceeds
@@ -13,7 +16,7 @@
 
 use zeroize::Zeroizing;
 
-use super::detect::{floor_char_boundary, may_hold, Candidate, ScanState, CONTEXT, MAX_BACKTRACK};
+use super::detect::{floor_char_boundary, ScanState, CONTEXT};
 use super::{mask, Counts, Kind, Scrubber, Vault};
 
 /// Released bytes kept before the buffer is compacted (amortises the move).
@@ -28,7 +31,6 @@ pub struct StreamScrubber {
     state: ScanState,
     out: Zeroizing<String>,
     counts: Counts,
-    cands: Vec<Candidate>,
     finished: bool,
 }
 
@@ -50,7 +52,6 @@ impl StreamScrubber {
             state: ScanState::default(),
             out: Zeroizing::new(String::new()),
             counts: Counts::default(),
-            cands: Vec::new(),
             finished: false,
         }
     }
@@ -59,23 +60,33 @@ impl StreamScrubber {
     ///
     /// Placeholders, if the policy uses them, are numbered in `vault`.
     pub fn push(&mut self, delta: &str, vault: &mut Vault) -> &str {
-        self.out.clear();
         if self.finished {
-            return &self.out;
+            return "";
+        }
+        if self.released > COMPACT_AT + CONTEXT {
+            let cut = floor_char_boundary(&self.buf, self.released - CONTEXT);
+            self.buf.replace_range(..cut, "");
+            self.released -= cut;
+            self.state.shift(cut);
         }
         self.buf.push_str(delta);
-        self.advance(false, vault);
-        &self.out
+        // A scan that could release nothing is left to the next push (see `may_skip`).
+        if self
+            .state
+            .may_skip(self.buf.as_bytes(), self.released, delta.len())
+        {
+            return "";
+        }
+        self.advance(false, vault)
     }
 
     /// Ends the stream and returns everything still held back, scrubbed.
     pub fn finish(&mut self, vault: &mut Vault) -> &str {
-        self.out.clear();
-        if !self.finished {
-            self.advance(true, vault);
-            self.finished = true;
+        if self.finished {
+            return "";
         }
-        &self.out
+        self.finished = true;
+        self.advance(true, vault)
     }
 
     /// Bytes received but not yet released.
@@ -88,7 +99,7 @@ impl StreamScrubber {
         self.counts
     }
 
-    fn advance(&mut self, eof: bool, vault: &mut Vault) {
+    fn advance(&mut self, eof: bool, vault: &mut Vault) -> &str {
         let Self {
             scrubber,
             buf,
@@ -96,24 +107,25 @@ impl StreamScrubber {
             state,
             out,
             counts,
-            cands,
             ..
         } = self;
-        // Fast path: a short tail of word characters cannot be released yet and cannot finish
-        // a candidate, so scanning it again would change nothing.
-        let pending = &buf.as_bytes()[*released..];
-        if !eof
-            && !state.in_private_key
-            && pending.len() <= MAX_BACKTRACK
-            && pending.iter().all(|&c| may_hold(c))
-        {
-            return;
-        }
         let text: &str = buf;
-        let mut copied = *released;
+        let start = *released;
+        if !eof {
+            if let Some(frontier) = scrubber.engine().quick_scan(text, start, state) {
+                *released = frontier;
+                return &buf[start..frontier];
+            }
+        }
+        let mut copied = start;
+        let mut masked = false;
         let frontier = scrubber
             .engine()
-            .scan(text, *released, eof, state, cands, &mut |piece| {
+            .scan(text, start, eof, state, &mut |piece| {
+                if !masked {
+                    masked = true;
+                    out.clear();
+                }
                 out.push_str(&text[copied..piece.range.start]);
                 copied = piece.range.end;
                 match piece.replace {
@@ -126,16 +138,14 @@ impl StreamScrubber {
                     }
                 }
             });
+        *released = frontier.max(copied);
+        if !masked {
+            return &buf[start..*released];
+        }
         if frontier > copied {
             out.push_str(&text[copied..frontier]);
         }
-        *released = frontier.max(copied);
-        if *released > COMPACT_AT + CONTEXT {
-            let cut = floor_char_boundary(text, *released - CONTEXT);
-            buf.replace_range(..cut, "");
-            *released -= cut;
-            state.shift(cut);
-        }
+        out
     }
 }
 

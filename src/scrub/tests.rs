@@ -1,6 +1,7 @@
 //! Table tests per detector: what must be found (`BASICS`), where an entity stops
-//! (`BOUNDARIES`), text around non-ASCII (`UNICODE`), and look-alikes that must stay
-//! (`LOOKALIKES`). Every row runs one-shot and streamed one character at a time.
+//! (`BOUNDARIES`), text around non-ASCII (`UNICODE`), look-alikes that must stay (`LOOKALIKES`)
+//! and inputs that once broke a promise (`REGRESSIONS`). Every row runs one-shot and streamed
+//! one character at a time.
 
 use super::*;
 
@@ -177,6 +178,43 @@ const LOOKALIKES: &[&str] = &[
     "eyJub3QiOiJhIGp3dCJ9.eyJ4IjoxfQ.c2ln",
 ];
 
+/// Inputs that once broke a promise, with their output under the default policy. Each must
+/// also be idempotent under the default, label and mask styles.
+const REGRESSIONS: &[(&str, &str)] = &[
+    // A number closed by a one-digit group, then a value of its own: once that value is masked,
+    // the number must still end where it ended before.
+    (
+        "4111 111111 11111 1 4111 1111 1111 1111",
+        "**** ****** **111 1 **** **** **** 1111",
+    ),
+    (
+        "4111 111111 11111 1 415 555 0132",
+        "**** ****** **111 1 [PHONE]",
+    ),
+    // Digits after `ext.` that open an address are not an extension: the mask style keeps the
+    // last four digits of a phone, and the address would surface in a second pass.
+    (
+        "(415) 555-0132 ext. 2001:db8::1 ",
+        "[PHONE] ext. [IP_ADDRESS] ",
+    ),
+];
+
+#[test]
+fn regressions() {
+    check(REGRESSIONS);
+    for policy in [
+        Policy::default(),
+        Policy::default().with_style(Style::Label),
+        Policy::default().with_style(Style::Mask),
+    ] {
+        let s = Scrubber::new(&policy).expect("compiles");
+        for (input, _) in REGRESSIONS {
+            let once = s.scrub(input).text.into_owned();
+            assert_eq!(s.scrub(&once).text, once, "not idempotent: {input:?}");
+        }
+    }
+}
+
 #[test]
 fn basics() {
     check(BASICS);
@@ -325,6 +363,17 @@ fn private_key_streamed_in_small_chunks_never_leaks() {
     }
     out.push_str(stream.finish(&mut vault));
     assert_eq!(out, "before\n[PRIVATE_KEY]\nafter");
+}
+
+/// A stream does not track where an undecided secret prefix starts: it relies on holding back
+/// the characters prefixes are made of, within the last `MAX_BACKTRACK` bytes.
+#[test]
+fn secret_prefixes_are_held_at_the_tail() {
+    for format in secrets::FORMATS {
+        let prefix = format.prefix;
+        assert!(prefix.bytes().all(detect::may_hold), "{prefix}");
+        assert!(prefix.len() < detect::MAX_BACKTRACK, "{prefix}");
+    }
 }
 
 #[test]

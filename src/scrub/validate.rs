@@ -531,6 +531,85 @@ pub(crate) fn ipv4_octet(digits: &[u8]) -> Option<u8> {
     }
 }
 
+// ---------------------------------------------------------------------------
+// IPv6
+// ---------------------------------------------------------------------------
+
+/// End of a group of one to four hex digits at `i`, as the standard library reads one: a fifth
+/// digit makes it no group at all.
+fn ipv6_group(s: &[u8], i: usize) -> Option<usize> {
+    let n = s
+        .get(i..)
+        .unwrap_or_default()
+        .iter()
+        .take(5)
+        .take_while(|c| c.is_ascii_hexdigit())
+        .count();
+    (1..=4).contains(&n).then_some(i + n)
+}
+
+/// End of a dotted-quad IPv4 address at `i`, octets as [`ipv4_octet`] reads them.
+fn ipv4_at(s: &[u8], i: usize) -> Option<usize> {
+    let mut j = i;
+    for octet in 0..4 {
+        if octet > 0 {
+            if s.get(j) != Some(&b'.') {
+                return None;
+            }
+            j += 1;
+        }
+        let n = s
+            .get(j..)
+            .unwrap_or_default()
+            .iter()
+            .take(4)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        ipv4_octet(s.get(j..j + n)?)?;
+        j += n;
+    }
+    Some(j)
+}
+
+/// Reads up to `limit` `:`-separated groups from `i`; the last two may be an IPv4 address.
+/// Returns how many groups were read, whether an IPv4 address was, and where reading stopped.
+fn ipv6_groups(s: &[u8], mut i: usize, limit: usize) -> (usize, bool, usize) {
+    for n in 0..limit {
+        let mut j = i;
+        if n > 0 {
+            if s.get(j) != Some(&b':') {
+                return (n, false, i);
+            }
+            j += 1;
+        }
+        if n + 1 < limit {
+            if let Some(e) = ipv4_at(s, j) {
+                return (n + 2, true, e);
+            }
+        }
+        match ipv6_group(s, j) {
+            Some(e) => i = e,
+            None => return (n, false, i),
+        }
+    }
+    (limit, false, i)
+}
+
+/// Whether `s` is an IPv6 address in text form, exactly as `std::net::Ipv6Addr` parses one:
+/// eight groups of one to four hex digits, or fewer with one `::` standing for at least one zero
+/// group; the last two groups may be written as an IPv4 address, but not before the `::`.
+pub(crate) fn ipv6_ok(s: &[u8]) -> bool {
+    let (head, head_ipv4, i) = ipv6_groups(s, 0, 8);
+    if head == 8 {
+        return i == s.len();
+    }
+    if head_ipv4 || s.get(i..i + 2) != Some(b"::") {
+        return false;
+    }
+    let (_, _, end) = ipv6_groups(s, i + 2, 7 - head);
+    end == s.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -908,6 +987,62 @@ mod tests {
             }
         }
         assert!(jwt_header_ok(&enc));
+    }
+
+    #[test]
+    fn ipv6_agrees_with_std() {
+        let fixed: &[&str] = &[
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::1",
+            "fe80::1ff:fe23:4567:890a",
+            "::ffff:192.0.2.1",
+            "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::",
+            "1:2:3:4:5:6::1.2.3.4",
+            "1:2:3:4:5::1.2.3.4",
+            "1:2:3:4:5:6:1.2.3.4",
+            "1.2.3.4",
+            "1.2.3.4::",
+            "::1.2.3.4",
+            "::1.2.3",
+            "::01.2.3.4",
+            "::256.1.1.1",
+            "12345::",
+            "1:::2",
+            ":1::",
+            "1::2::3",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7",
+            "g::",
+            "",
+            ":",
+            "::ffff:1.2.3.4.5",
+            "1::2:3:4:5:6:7",
+            "1::2:3:4:5:6:7:8",
+            "abcd::ABCD",
+        ];
+        for s in fixed {
+            let std = s.parse::<std::net::Ipv6Addr>().is_ok();
+            assert_eq!(ipv6_ok(s.as_bytes()), std, "{s:?}");
+        }
+        // Strings of up to 15 characters over an alphabet that spells addresses, sampled.
+        const ALPHABET: &[u8] = b"0f1:.2";
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..200_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let len = (rng % 16) as usize;
+            let s: Vec<u8> = (0..len)
+                .map(|k| ALPHABET[((rng >> (4 + 3 * k)) % ALPHABET.len() as u64) as usize])
+                .collect();
+            let text = std::str::from_utf8(&s).expect("ASCII");
+            let std = text.parse::<std::net::Ipv6Addr>().is_ok();
+            assert_eq!(ipv6_ok(&s), std, "{text:?}");
+        }
     }
 
     #[test]
