@@ -1426,9 +1426,12 @@ impl Engine {
                     out.add(b, s, t, Parser::Email, parse);
                 }
             } else {
-                // Only the first digit of a run starts a number.
-                if t == 0 || !is_digit(b[t - 1]) {
-                    self.on_digit(h, t, &mut state.ipv6, &mut out);
+                // Only the first digit of a run starts a number. One glued to a word by a
+                // character that no IPv6 address has (inside a token) can only open an IBAN.
+                match t.checked_sub(1).map(|p| b[p]) {
+                    Some(p) if is_digit(p) => {}
+                    Some(p) if is_word(p) && !ipv6_char(p) => self.on_iban(h, t, &mut out),
+                    _ => self.on_digit(h, t, &mut state.ipv6, &mut out),
                 }
                 while i < len && is_digit(b[i]) {
                     i += 1;
@@ -1544,7 +1547,14 @@ impl Engine {
                 }
             }
         }
-        if k.contains(Kind::Iban)
+        self.on_iban(h, t, out);
+    }
+
+    /// An IBAN opens with two letters at the start of a word, then the digit at `t`.
+    #[inline]
+    fn on_iban(&self, h: &Hay<'_>, t: usize, out: &mut Found<'_>) {
+        let b = h.b;
+        if self.kinds.contains(Kind::Iban)
             && t >= 2
             && b[t - 1].is_ascii_alphabetic()
             && b[t - 2].is_ascii_alphabetic()
