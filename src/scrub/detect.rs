@@ -1426,9 +1426,18 @@ impl Engine {
                     out.add(b, s, t, Parser::Email, parse);
                 }
             } else {
-                // Only the first digit of a run starts a number.
-                if t == 0 || !is_digit(b[t - 1]) {
-                    self.on_digit(h, t, &mut state.ipv6, &mut out);
+                // Only the first digit of a run starts a number. One glued to a word (inside a
+                // token) cannot start a card, SSN, phone or IPv4 address: only an IPv6 address,
+                // if the word character is a hex digit, or an IBAN.
+                match t.checked_sub(1).map(|p| b[p]) {
+                    Some(p) if is_digit(p) => {}
+                    Some(p) if is_word(p) => {
+                        if ipv6_char(p) {
+                            self.on_ipv6(h, t, &mut state.ipv6, &mut out);
+                        }
+                        self.on_iban(h, t, &mut out);
+                    }
+                    _ => self.on_digit(h, t, &mut state.ipv6, &mut out),
                 }
                 while i < len && is_digit(b[i]) {
                     i += 1;
@@ -1534,17 +1543,33 @@ impl Engine {
                 out.add(b, t, t, Parser::Ipv4, ipv4(h, t));
             }
             if shape.ipv6() {
-                let s = walk.start(b, t);
-                // Inside a token the address is glued to a word: no need to call the parser.
-                if walk.last != Some(s) {
-                    walk.last = Some(s);
-                    if !ipv6_glued(h, s) {
-                        out.add(b, s, t, Parser::Ipv6, ipv6(h, s));
-                    }
-                }
+                self.on_ipv6(h, t, walk, out);
             }
         }
-        if k.contains(Kind::Iban)
+        self.on_iban(h, t, out);
+    }
+
+    /// The IPv6 address the digit at `t` may belong to, parsed once per address.
+    #[inline]
+    fn on_ipv6(&self, h: &Hay<'_>, t: usize, walk: &mut Ipv6Walk, out: &mut Found<'_>) {
+        if !self.kinds.contains(Kind::IpAddress) {
+            return;
+        }
+        let s = walk.start(h.b, t);
+        // Inside a token the address is glued to a word: no need to call the parser.
+        if walk.last != Some(s) {
+            walk.last = Some(s);
+            if !ipv6_glued(h, s) {
+                out.add(h.b, s, t, Parser::Ipv6, ipv6(h, s));
+            }
+        }
+    }
+
+    /// An IBAN opens with two letters at the start of a word, then the digit at `t`.
+    #[inline]
+    fn on_iban(&self, h: &Hay<'_>, t: usize, out: &mut Found<'_>) {
+        let b = h.b;
+        if self.kinds.contains(Kind::Iban)
             && t >= 2
             && b[t - 1].is_ascii_alphabetic()
             && b[t - 2].is_ascii_alphabetic()
