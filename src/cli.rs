@@ -12,8 +12,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
+use crate::notify::Notifier;
 use crate::scrub::{KindSet, Policy, Scrubber, Style, Utf8Input, Vault};
-use crate::server::{shutdown_signal, Server};
+use crate::server::{inherited_listener, shutdown_signal, Server};
 
 /// Read size for `lethe scrub`; output follows each read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -149,6 +150,23 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(c) => Arc::new(c),
         Err(code) => return code,
     };
+    // Before the runtime's threads exist and before the sandbox locks: the allocator's lazy
+    // set-up, systemd's notification socket and its listener.
+    crate::alloc::prepare();
+    let notifier = match Notifier::from_env() {
+        Ok(n) => Arc::new(n),
+        Err(_) => {
+            fail("lethe: cannot connect to NOTIFY_SOCKET");
+            return ExitCode::from(1);
+        }
+    };
+    let inherited = match inherited_listener() {
+        Ok(l) => l,
+        Err(e) => {
+            fail(&format!("lethe: {e}"));
+            return ExitCode::from(1);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -160,7 +178,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match Server::bind(config).await {
+        let server = match Server::bind(config, inherited).await {
             Ok(s) => s,
             Err(e) => {
                 fail(&format!("lethe: {e}"));
@@ -171,7 +189,14 @@ fn serve(args: ServeArgs) -> ExitCode {
             let scheme = if server.is_tls() { "https" } else { "http" };
             fail(&format!("lethe: serving on {scheme}://{addr}"));
         }
-        server.serve(shutdown_signal()).await;
+        notifier.ready();
+        notifier.spawn_watchdog();
+        server
+            .serve(async {
+                shutdown_signal().await;
+                notifier.stopping();
+            })
+            .await;
         ExitCode::SUCCESS
     })
 }
@@ -180,8 +205,10 @@ fn fail(line: &str) {
     let _ = writeln!(io::stderr(), "{line}");
 }
 
-/// A panic prints one static line: its payload could carry content.
-fn install_panic_hook() {
+/// Replaces the panic hook with one that prints one static line: a panic's payload and location
+/// could carry content. [`run`] installs it before anything else, for every subcommand; it also
+/// covers panics inside Tokio tasks, whose payload Tokio keeps in a `JoinError` nobody prints.
+pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|_| {
         let _ = writeln!(io::stderr(), "lethe: internal error");
     }));

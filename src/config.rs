@@ -217,6 +217,9 @@ pub struct Server {
     /// PEM certificate chain and private key; `None` serves plain HTTP (loopback only unless
     /// `allow_plaintext`).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Whether plain HTTP may be served on a non-loopback address (checked again for a
+    /// listener systemd passes in, whose address the config does not know).
+    pub allow_plaintext: bool,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
     /// Largest non-streamed upstream response accepted (502 beyond).
@@ -495,6 +498,7 @@ fn validate_server(
     Ok(Server {
         listen,
         tls,
+        allow_plaintext: raw.allow_plaintext == Some(true),
         max_body_bytes: size(
             path,
             "server.max_body_bytes",

@@ -17,16 +17,20 @@
 //! [`config`] reads everything once at start-up; [`server`] owns the listener;
 //! [`proxy`] handles one request. [`scrub`] is the heart of it and touches no I/O: it is
 //! fuzzed, benchmarked and property-tested on its own, like [`proxy::sse`] and
-//! [`proxy::events`]. [`cli`] maps the command line onto all of it.
+//! [`proxy::events`]. [`cli`] maps the command line onto all of it; [`notify`] tells systemd
+//! when Lethe is ready, alive and stopping.
 //!
 //! # The zero-log contract
 //!
 //! No byte of content reaches disk, stdout/stderr (other than the scrubbed output the user asked
 //! for), metrics, error messages or panic messages. Buffers that held content are wiped when they
-//! are dropped. What cannot be scrubbed is not passed on.
+//! are dropped (the global allocator, [`alloc`], zeroes every block it frees). What cannot be
+//! scrubbed is not passed on.
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
+pub mod notify;
 pub mod proxy;
 pub mod scrub;
 pub mod server;

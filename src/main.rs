@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-/// mimalloc: per-thread free lists keep the many small, short-lived allocations of JSON and
-/// SSE handling off a global lock.
+/// mimalloc (per-thread free lists keep the many small, short-lived allocations of JSON and SSE
+/// handling off a global lock), zeroing every block before it is freed: see `lethe::alloc`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: lethe::alloc::WipingMimalloc = lethe::alloc::WipingMimalloc;
 
 fn main() -> ExitCode {
     lethe::cli::run(std::env::args_os())

@@ -1,7 +1,10 @@
 //! Listener, TLS, connection limits and graceful drain.
 //!
 //! # Design
-//! One TCP listener, bound before anything else is served. Each accepted connection takes a
+//! One TCP listener, bound before anything else is served, or taken from systemd (socket
+//! activation: `LISTEN_FDS`, `LISTEN_PID`, the first passed descriptor, fd 3) so that a unit
+//! can serve port 443 without any capability; [`inherited_listener`] reads it before the
+//! runtime starts. Each accepted connection takes a
 //! permit from a semaphore of `server.max_connections`; when none is left the accept loop waits,
 //! so excess clients queue in the kernel's backlog instead of exhausting memory. With TLS
 //! configured, rustls offers TLS 1.3 only, with ALPN `h2` and `http/1.1`; the handshake must
@@ -41,6 +44,12 @@ pub enum StartError {
     /// The listen address could not be bound.
     #[error("cannot listen on {0}")]
     Bind(SocketAddr),
+    /// The descriptor systemd passed is not a usable TCP listener.
+    #[error("the socket passed in LISTEN_FDS is not a TCP listener")]
+    Inherited,
+    /// Plain HTTP on a passed listener that is not on loopback, without consent.
+    #[error("plain HTTP is served on loopback only; the socket passed in LISTEN_FDS is on {0} (set server.tls_cert and server.tls_key, or server.allow_plaintext = true)")]
+    Plaintext(SocketAddr),
     /// The scrubbing policy did not compile.
     #[error("the scrubbing policy does not compile")]
     Policy,
@@ -77,15 +86,31 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads TLS material, binds the listener and builds the proxy. Call inside the runtime.
-    pub async fn bind(config: Arc<Config>) -> Result<Server, StartError> {
+    /// Loads TLS material, takes `inherited` (from [`inherited_listener`]) or binds
+    /// `server.listen`, and builds the proxy. Call inside the runtime.
+    pub async fn bind(
+        config: Arc<Config>,
+        inherited: Option<std::net::TcpListener>,
+    ) -> Result<Server, StartError> {
         let tls = match &config.server.tls {
             Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .map_err(|_| StartError::Bind(config.server.listen))?;
+        let listener = match inherited {
+            Some(listener) => {
+                let addr = listener.local_addr().map_err(|_| StartError::Inherited)?;
+                if tls.is_none() && !addr.ip().is_loopback() && !config.server.allow_plaintext {
+                    return Err(StartError::Plaintext(addr));
+                }
+                listener
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(listener))
+                    .map_err(|_| StartError::Inherited)?
+            }
+            None => TcpListener::bind(config.server.listen)
+                .await
+                .map_err(|_| StartError::Bind(config.server.listen))?,
+        };
         let proxy = Arc::new(Proxy::new(config.clone()).map_err(|_| StartError::Policy)?);
         Ok(Server {
             listener,
@@ -189,6 +214,15 @@ impl Server {
         drop(listener);
         let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
     }
+}
+
+/// The listening socket systemd passed (socket activation), if any: the first descriptor of
+/// `LISTEN_FDS` when `LISTEN_PID` names this process. Call before the runtime starts: it
+/// removes the two variables from the environment.
+pub fn inherited_listener() -> Result<Option<std::net::TcpListener>, StartError> {
+    listenfd::ListenFd::from_env()
+        .take_tcp_listener(0)
+        .map_err(|_| StartError::Inherited)
 }
 
 /// Resolves on SIGTERM or SIGINT.
