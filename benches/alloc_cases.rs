@@ -15,7 +15,10 @@ use serde_json::Value;
 
 const REQUEST: &str = r#"{"model":"gpt-4o-mini","temperature":0.2,"max_tokens":400,"messages":[{"role":"system","content":"You are a friendly support assistant for an online furniture shop. Answer briefly, be polite, never invent order details and ask for missing information when you need it."},{"role":"user","content":"Hi, I ordered a walnut desk lamp from your shop last Tuesday (order 88412) and it arrived with a cracked shade and a loose switch. I would like a replacement rather than a refund if you still have the lamp in stock, otherwise a refund to the original payment method is fine. You can reach me at jane.doe@example.com or on my mobile (415) 555-0132 during the day. I paid with my card 4111 1111 1111 1111. Please tell me whether I need to send the broken lamp back first, and if so, whether you will email me a prepaid return label. Thanks a lot for your help!"}]}"#;
 
-fn configured(c: &mut Criterion, name: String) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+fn configured(
+    c: &mut Criterion,
+    name: String,
+) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
     let mut group = c.benchmark_group(name);
     group
         .sample_size(50)

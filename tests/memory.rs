@@ -237,8 +237,8 @@ impl Drop for Lethe {
 }
 
 fn start_lethe(mock: &support::Proc) -> Lethe {
-    let binary = std::env::var_os("LETHE_SCAN_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_lethe").into());
+    let binary =
+        std::env::var_os("LETHE_SCAN_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_lethe").into());
     let config = TempPath::new("lethe-memory", "toml");
     std::fs::write(
         &config.0,
@@ -251,7 +251,12 @@ fn start_lethe(mock: &support::Proc) -> Lethe {
     let child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config.0)
-        .args(["--openai-upstream", &upstream, "--anthropic-upstream", &upstream])
+        .args([
+            "--openai-upstream",
+            &upstream,
+            "--anthropic-upstream",
+            &upstream,
+        ])
         .env("RUST_LOG", "trace")
         .env("RUST_BACKTRACE", "full")
         .stdin(Stdio::null())
@@ -334,7 +339,11 @@ fn no_copy_of_any_request_or_answer_stays_in_memory_or_reaches_the_output() {
         finder.find(&stdout).is_none() && finder.find(&stderr).is_none(),
         "a canary reached the output"
     );
-    assert!(stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&stdout));
+    assert!(
+        stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&stdout)
+    );
     assert_eq!(
         String::from_utf8_lossy(&stderr),
         format!("lethe: serving on http://{addr}\n"),

@@ -124,7 +124,10 @@ fn serves_on_the_socket_systemd_passes_and_notifies_ready_watchdog_and_stopping(
     messages_until(&notify, "STOPPING=1", &mut seen);
     assert!(status.success(), "exit status {status}");
     let ready = seen.iter().position(|m| m.starts_with("READY=1")).unwrap();
-    let stopping = seen.iter().position(|m| m.starts_with("STOPPING=1")).unwrap();
+    let stopping = seen
+        .iter()
+        .position(|m| m.starts_with("STOPPING=1"))
+        .unwrap();
     assert!(ready < stopping, "{seen:?}");
 }
 
