@@ -513,7 +513,11 @@ fn validate_sandbox(raw: &RawSandbox, path: &Path) -> Result<Sandbox, ConfigErro
     let seccomp_action = match raw.seccomp_action.as_deref() {
         None => SeccompAction::default(),
         Some(name) => SeccompAction::parse(name).ok_or_else(|| {
-            key_error(path, "sandbox.seccomp_action", "expected kill, errno or log")
+            key_error(
+                path,
+                "sandbox.seccomp_action",
+                "expected kill, errno or log",
+            )
         })?,
     };
     Ok(Sandbox {
@@ -1034,7 +1038,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sandbox.seccomp_action"), "{e}");
-        let e = load("[sandbox]\nenabled = false\n").unwrap_err().to_string();
+        let e = load("[sandbox]\nenabled = false\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown key `enabled`"), "{e}");
     }
 

@@ -13,8 +13,9 @@
 //! | exit [`ALLOWED`]: the operation succeeded | `ALLOWED` |
 //! | anything else (no lockdown report, another error) | `error` |
 //!
-//! A child reports on stdout that lockdown is complete before it tries anything, so a child
-//! killed while locking down is an error, not a blocked check.
+//! A child reports on stdout that lockdown is complete, and that a thread and fresh memory
+//! still work, before it tries anything: a child killed before that is an error, not a blocked
+//! check.
 //!
 //! The command succeeds only when every check is blocked: an operation that succeeds, or a
 //! check that cannot tell, fails it.
@@ -178,6 +179,12 @@ pub fn probe(id: &str, sandbox: &Sandbox) -> u8 {
     let Ok(state) = super::lockdown(sandbox) else {
         return INCONCLUSIVE;
     };
+    // What serving needs must still work: a new thread (clone3 refused, clone with thread
+    // flags allowed) and fresh memory. A child that dies here never reports being locked down.
+    let spawned = std::thread::spawn(|| std::hint::black_box(vec![1u8; 8 << 20]).len()).join();
+    if spawned.ok() != Some(8 << 20) {
+        return INCONCLUSIVE;
+    }
     let landlock = match state.landlock_abi {
         Some(abi) if state.landlock_all_threads => format!("ABI {abi}, all threads"),
         Some(abi) => format!("ABI {abi}"),

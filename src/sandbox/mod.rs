@@ -11,7 +11,7 @@
 //! "things to do before lockdown".
 //!
 //! # Steps, in order
-//! 1. [`prepare`]: the allocator's lazy probes and the random source are warmed up.
+//! 1. [`prepare`]: the allocator's lazy NUMA probe and the random source are warmed up.
 //! 2. `RLIMIT_CORE = 0` (no core file) and `RLIMIT_FSIZE = 0` (a descriptor to a regular file,
 //!    had one leaked, cannot be written: the write raises `SIGXFSZ`, which ends the process).
 //! 3. `PR_SET_DUMPABLE = 0`: no core dump, and only a privileged process can attach or read
@@ -47,7 +47,7 @@ use landlock::{
 use rustix::mm::{mlockall, MlockAllFlags};
 use rustix::process::{setrlimit, Resource, Rlimit};
 
-use crate::config::{SeccompAction, Sandbox};
+use crate::config::{Sandbox, SeccompAction};
 
 /// The live sandbox state, for status reporting.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -111,8 +111,10 @@ pub enum LockdownError {
 /// Things to do before lockdown: work that Lethe's dependencies would otherwise do lazily,
 /// reading a file the sandbox then forbids.
 ///
-/// - The allocator (mimalloc) counts NUMA nodes by probing `/sys` on its first large
-///   allocation and caches the answer: a large block is allocated and freed here.
+/// - The allocator (mimalloc) counts NUMA nodes, probing `/sys/devices/system/node` with
+///   `access()`, the first time a thread other than the main one allocates, and caches the
+///   count process-wide: a short-lived thread allocates here. (A process that starts its first
+///   thread after lockdown would otherwise be killed right there.)
 /// - The random source (`getrandom`) is touched once, so no library falls back to opening
 ///   `/dev/urandom` on first use.
 ///
@@ -120,11 +122,7 @@ pub enum LockdownError {
 /// (cgroup files), the upstream client holds the built-in root certificates (no file), the DNS
 /// resolver has read `/etc/resolv.conf` and `/etc/hosts`.
 pub fn prepare() {
-    // Larger than a mimalloc segment, so it goes through the arena path that asks for the
-    // NUMA node.
-    let block = vec![0u8; 64 << 20];
-    std::hint::black_box(&block);
-    drop(block);
+    let _ = std::thread::spawn(|| std::hint::black_box(vec![0u8; 1 << 16]).len()).join();
     let mut seed = [0u8; 16];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
 }
@@ -161,9 +159,7 @@ pub fn lockdown(config: &Sandbox) -> Result<SandboxState, LockdownError> {
         dumpable: false,
         memory_locked: config.lock_memory,
     };
-    STATE
-        .set(state)
-        .map_err(|_| LockdownError::AlreadyLocked)?;
+    STATE.set(state).map_err(|_| LockdownError::AlreadyLocked)?;
     Ok(state)
 }
 
