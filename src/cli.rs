@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Overrides, Sandbox as SandboxConfig, SeccompAction};
 use crate::notify::Notifier;
+use crate::sandbox;
 use crate::scrub::{KindSet, Policy, Scrubber, Style, Utf8Input, Vault};
 use crate::server::{inherited_listener, shutdown_signal, Server};
 
@@ -41,6 +42,24 @@ enum Command {
     },
     /// Scrub stdin to stdout as it streams (UTF-8 text; lines are preserved).
     Scrub(ScrubArgs),
+    /// Lock down child processes as `serve` does and try what the sandbox forbids.
+    SandboxCheck {
+        /// TOML config file whose [sandbox] section to check (default: the built-in one).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// One check of `sandbox-check`, in a child process.
+    #[command(name = "__sandbox-probe", hide = true)]
+    SandboxProbe {
+        /// The seccomp action.
+        #[arg(long, default_value = "kill")]
+        action: String,
+        /// Lock memory too.
+        #[arg(long)]
+        lock_memory: bool,
+        /// The check to run.
+        check: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,6 +128,21 @@ where
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Scrub(args) => scrub(args),
+        Command::SandboxCheck { config } => sandbox_check(config.as_deref()),
+        Command::SandboxProbe {
+            action,
+            lock_memory,
+            check,
+        } => match SeccompAction::parse(&action) {
+            Some(seccomp_action) => ExitCode::from(sandbox::check::probe(
+                &check,
+                &SandboxConfig {
+                    lock_memory,
+                    seccomp_action,
+                },
+            )),
+            None => ExitCode::from(2),
+        },
     }
 }
 
@@ -177,6 +211,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let sandbox_config = config.sandbox;
     runtime.block_on(async move {
         let server = match Server::bind(config, inherited).await {
             Ok(s) => s,
@@ -185,20 +220,46 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let shutdown = shutdown_signal();
         if let Ok(addr) = server.local_addr() {
             let scheme = if server.is_tls() { "https" } else { "http" };
             fail(&format!("lethe: serving on {scheme}://{addr}"));
+        }
+        // Everything that reads a file is done above (see sandbox::prepare for what
+        // dependencies would do lazily); nothing below may open one.
+        if let Err(e) = sandbox::lockdown(&sandbox_config) {
+            fail(&format!("lethe: {e}"));
+            return ExitCode::from(1);
         }
         notifier.ready();
         notifier.spawn_watchdog();
         server
             .serve(async {
-                shutdown_signal().await;
+                shutdown.await;
                 notifier.stopping();
             })
             .await;
         ExitCode::SUCCESS
     })
+}
+
+fn sandbox_check(file: Option<&Path>) -> ExitCode {
+    let sandbox = match load_config(file, &Overrides::default()) {
+        Ok(config) => config.sandbox,
+        Err(code) => return code,
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        fail("lethe: cannot find its own executable");
+        return ExitCode::from(1);
+    };
+    match sandbox::check::run(&exe, &sandbox, &mut io::stdout().lock()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(_) => {
+            fail("lethe: cannot run the sandbox checks");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn fail(line: &str) {

@@ -68,6 +68,8 @@ pub struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     route: Option<Vec<RawRoute>>,
+    #[serde(default)]
+    sandbox: RawSandbox,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +112,13 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     client_key_sha256: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSandbox {
+    lock_memory: Option<bool>,
+    seccomp_action: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,6 +259,48 @@ pub struct Upstream {
     pub extra_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
+/// What a seccomp violation does (`sandbox.seccomp_action`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SeccompAction {
+    /// The process is killed (`SECCOMP_RET_KILL_PROCESS`): fail closed.
+    #[default]
+    Kill,
+    /// The call fails with `EPERM` and the process goes on.
+    Errno,
+    /// The call is allowed and the kernel logs it (audit): for staging a new deployment.
+    Log,
+}
+
+impl SeccompAction {
+    /// The action named `name` in the config file.
+    pub fn parse(name: &str) -> Option<SeccompAction> {
+        match name {
+            "kill" => Some(SeccompAction::Kill),
+            "errno" => Some(SeccompAction::Errno),
+            "log" => Some(SeccompAction::Log),
+            _ => None,
+        }
+    }
+
+    /// The name used in the config file.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SeccompAction::Kill => "kill",
+            SeccompAction::Errno => "errno",
+            SeccompAction::Log => "log",
+        }
+    }
+}
+
+/// Validated sandbox settings, applied by [`crate::sandbox::lockdown`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sandbox {
+    /// `mlockall` current and future memory, so content never reaches swap.
+    pub lock_memory: bool,
+    /// What a syscall outside the allowlist does.
+    pub seccomp_action: SeccompAction,
+}
+
 /// The scrubbing floor: what every request gets at least.
 #[derive(Clone)]
 pub struct Floor {
@@ -291,6 +342,8 @@ pub struct Config {
     pub client_keys: Vec<KeyHash>,
     /// Upstream routes, in the order they are matched.
     pub routes: Vec<Route>,
+    /// Process lockdown.
+    pub sandbox: Sandbox,
 }
 
 /// Command-line overrides applied on top of the file.
@@ -448,12 +501,31 @@ pub fn validate(raw: RawConfig, path: &Path, overrides: &Overrides) -> Result<Co
     let floor = validate_policy(&raw.policy, path)?;
     let client_keys = validate_client_keys(&raw.auth, path)?;
     let routes = validate_routes(raw.route, path, overrides, !client_keys.is_empty())?;
+    let sandbox = validate_sandbox(&raw.sandbox, path)?;
     Ok(Config {
         server,
         upstream,
         floor,
         client_keys,
         routes,
+        sandbox,
+    })
+}
+
+fn validate_sandbox(raw: &RawSandbox, path: &Path) -> Result<Sandbox, ConfigError> {
+    let seccomp_action = match raw.seccomp_action.as_deref() {
+        None => SeccompAction::default(),
+        Some(name) => SeccompAction::parse(name).ok_or_else(|| {
+            key_error(
+                path,
+                "sandbox.seccomp_action",
+                "expected kill, errno or log",
+            )
+        })?,
+    };
+    Ok(Sandbox {
+        lock_memory: raw.lock_memory.unwrap_or(false),
+        seccomp_action,
     })
 }
 
@@ -956,6 +1028,24 @@ mod tests {
             .to_string();
         assert!(e.contains("loopback"), "{e}");
         assert!(load("[server]\nlisten = \"0.0.0.0:8080\"\nallow_plaintext = true\n").is_ok());
+    }
+
+    #[test]
+    fn sandbox_defaults_to_kill_and_names_a_bad_action() {
+        let c = load("").unwrap();
+        assert_eq!(c.sandbox, Sandbox::default());
+        assert_eq!(c.sandbox.seccomp_action, SeccompAction::Kill);
+        let c = load("[sandbox]\nlock_memory = true\nseccomp_action = \"log\"\n").unwrap();
+        assert!(c.sandbox.lock_memory);
+        assert_eq!(c.sandbox.seccomp_action, SeccompAction::Log);
+        let e = load("[sandbox]\nseccomp_action = \"trap\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sandbox.seccomp_action"), "{e}");
+        let e = load("[sandbox]\nenabled = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key `enabled`"), "{e}");
     }
 
     #[test]

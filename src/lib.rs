@@ -14,7 +14,8 @@
 //!                        ──▶ proxy::sse ──▶ client
 //! ```
 //!
-//! [`config`] reads everything once at start-up; [`server`] owns the listener;
+//! [`config`] reads everything once at start-up; [`dns`] configures name resolution once;
+//! [`sandbox`] then locks the process down before it serves; [`server`] owns the listener;
 //! [`proxy`] handles one request. [`scrub`] is the heart of it and touches no I/O: it is
 //! fuzzed, benchmarked and property-tested on its own, like [`proxy::sse`] and
 //! [`proxy::events`]. [`cli`] maps the command line onto all of it; [`notify`] tells systemd
@@ -30,7 +31,9 @@
 pub mod alloc;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod notify;
 pub mod proxy;
+pub mod sandbox;
 pub mod scrub;
 pub mod server;

@@ -225,18 +225,24 @@ pub fn inherited_listener() -> Result<Option<std::net::TcpListener>, StartError>
         .map_err(|_| StartError::Inherited)
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed by the call itself, before the
+/// sandbox locks, not when the future is first polled. Call inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let term = signal(SignalKind::terminate()).ok();
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let wait = |signal: Option<Signal>| async move {
+        match signal {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+    async move {
+        tokio::select! {
+            () = wait(term) => {}
+            () = wait(interrupt) => {}
+        }
     }
 }

@@ -28,6 +28,7 @@ use secrecy::ExposeSecret;
 use super::error::ProxyError;
 use super::policy::PRIVACY_HEADERS;
 use crate::config::{Config, Format, ProviderKey, Route};
+use crate::dns::Resolver;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus those Lethe
 /// sets itself.
@@ -74,7 +75,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The pooled client shared by every request.
 pub struct Upstream {
-    client: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HyperClient<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
     first_byte_timeout: Duration,
 }
 
@@ -87,9 +88,11 @@ pub struct Answer {
 }
 
 impl Upstream {
-    /// Builds the client. TLS trusts the built-in Mozilla roots (no file is read).
+    /// Builds the client. TLS trusts the built-in Mozilla roots; names resolve through a
+    /// [`Resolver`] configured now, from the system's resolver configuration, so no lookup reads
+    /// a file later (see [`crate::dns`]).
     pub fn new(config: &Config) -> Upstream {
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(Resolver::from_system());
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.upstream.connect_timeout));
