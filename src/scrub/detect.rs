@@ -1219,7 +1219,7 @@ impl Engine {
     /// [`Engine::scan`] for the common push of a stream, done cheaply: nothing pending or found,
     /// no dictionary, and a short stretch of new text without a trigger or a secret prefix. Its
     /// frontier, or `None` (with `state` as it was) when the general scan is needed.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn quick_scan(
         &self,
         text: &str,
@@ -1240,23 +1240,21 @@ impl Engine {
             return None;
         }
         let mut hold = state.hold;
+        let mut classes = 0;
         for (k, &c) in b[seen..].iter().enumerate() {
             let class = CLASS[usize::from(c)];
-            if class & TRIGGER != 0 {
-                return None;
-            }
+            classes |= class;
             if class & HOLD == 0 {
                 hold = seen + k + 1;
             }
         }
+        if classes & TRIGGER != 0 {
+            return None;
+        }
         if let Some(search) = &self.secrets {
-            let mut cursor = state.secret;
-            let mut hit = false;
-            search.find(b, &mut cursor, false, &mut |_, _, _| hit = true);
-            if hit {
+            if !search.pass_quietly(b, &mut state.secret) {
                 return None;
             }
-            state.secret = cursor;
         }
         state.hold = hold;
         state.seen = len;

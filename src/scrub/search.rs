@@ -129,27 +129,33 @@ impl PrefixSearch {
         hit: &mut impl FnMut(usize, usize, usize),
     ) {
         // The common case of a stream: no match in flight and a few new bytes, none of which
-        // completes a pattern.
+        // ends a pattern.
         let len = hay.len();
-        if cursor.found.is_none() && !eof && len - cursor.pos.min(len) < PREFILTER_MIN {
-            let dfa = &self.dfa;
-            let mut sid = cursor.state.unwrap_or(self.start);
-            let mut i = cursor.pos;
-            while let Some(&c) = hay.get(i) {
-                let next = dfa.next_state(Anchored::No, sid, c);
-                if dfa.is_special(next) {
-                    break;
-                }
-                sid = next;
-                i += 1;
-            }
-            cursor.pos = i;
-            cursor.state = Some(sid);
-            if i == len {
-                return;
-            }
+        if !eof && len - cursor.pos.min(len) < PREFILTER_MIN && self.pass_quietly(hay, cursor) {
+            return;
         }
         self.find_all(hay, cursor, eof, hit);
+    }
+
+    /// Feeds `hay` from `cursor` on when no match is in flight and no pattern ends in it: `true`
+    /// with `cursor` moved to the end, or `false` with `cursor` as it was (call
+    /// [`PrefixSearch::find`]).
+    #[inline(always)]
+    pub(crate) fn pass_quietly(&self, hay: &[u8], cursor: &mut Cursor) -> bool {
+        if cursor.found.is_some() {
+            return false;
+        }
+        let dfa = &self.dfa;
+        let mut sid = cursor.state.unwrap_or(self.start);
+        for &c in hay.get(cursor.pos..).unwrap_or_default() {
+            sid = dfa.next_state(Anchored::No, sid, c);
+            if dfa.is_special(sid) {
+                return false;
+            }
+        }
+        cursor.pos = hay.len();
+        cursor.state = Some(sid);
+        true
     }
 
     /// [`PrefixSearch::find`] in general.

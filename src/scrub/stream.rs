@@ -77,6 +77,15 @@ impl StreamScrubber {
         {
             return "";
         }
+        let start = self.released;
+        let quick = self
+            .scrubber
+            .engine()
+            .quick_scan(&self.buf, start, &mut self.state);
+        if let Some(frontier) = quick {
+            self.released = frontier;
+            return &self.buf[start..frontier];
+        }
         self.advance(false, vault)
     }
 
@@ -99,6 +108,8 @@ impl StreamScrubber {
         self.counts
     }
 
+    /// The general scan of a push that the quick scan could not do, and of the end of the stream.
+    #[inline(never)]
     fn advance(&mut self, eof: bool, vault: &mut Vault) -> &str {
         let Self {
             scrubber,
@@ -111,12 +122,6 @@ impl StreamScrubber {
         } = self;
         let text: &str = buf;
         let start = *released;
-        if !eof {
-            if let Some(frontier) = scrubber.engine().quick_scan(text, start, state) {
-                *released = frontier;
-                return &buf[start..frontier];
-            }
-        }
         let mut copied = start;
         let mut masked = false;
         let frontier = scrubber
