@@ -12,6 +12,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
+use crate::proxy::privacy::SandboxStatus;
 use crate::scrub::{KindSet, Policy, Scrubber, Style, Utf8Input, Vault};
 use crate::server::{shutdown_signal, Server};
 
@@ -56,6 +57,9 @@ struct ServeArgs {
     /// Origin for every anthropic-format route.
     #[arg(long, value_name = "URL")]
     anthropic_upstream: Option<String>,
+    /// Send metrics to this StatsD daemon (HOST:PORT), overriding statsd.address.
+    #[arg(long, value_name = "HOST:PORT")]
+    statsd: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -144,6 +148,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         listen: args.listen,
         openai_upstream: args.openai_upstream,
         anthropic_upstream: args.anthropic_upstream,
+        statsd: args.statsd,
     };
     let config = match load_config(args.config.as_deref(), &overrides) {
         Ok(c) => Arc::new(c),
@@ -160,13 +165,22 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match Server::bind(config).await {
+        let server = match Server::bind(config.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 fail(&format!("lethe: {e}"));
                 return ExitCode::from(1);
             }
         };
+        // The StatsD socket and threads exist before the sandbox locks; without [statsd] no
+        // recorder is installed and every metric is a no-op.
+        if let Some(statsd) = &config.statsd {
+            if let Err(e) = crate::metrics::install(statsd) {
+                fail(&format!("lethe: {e}"));
+                return ExitCode::from(1);
+            }
+        }
+        server.set_sandbox_status(SandboxStatus::from_proc());
         if let Ok(addr) = server.local_addr() {
             let scheme = if server.is_tls() { "https" } else { "http" };
             fail(&format!("lethe: serving on {scheme}://{addr}"));

@@ -14,7 +14,8 @@
 //!                        ──▶ proxy::sse ──▶ client
 //! ```
 //!
-//! [`config`] reads everything once at start-up; [`server`] owns the listener;
+//! [`config`] reads everything once at start-up; [`server`] owns the listener; [`metrics`]
+//! names what is measured and sends it to StatsD, numbers and closed-set tags only;
 //! [`proxy`] handles one request. [`scrub`] is the heart of it and touches no I/O: it is
 //! fuzzed, benchmarked and property-tested on its own, like [`proxy::sse`] and
 //! [`proxy::events`]. [`cli`] maps the command line onto all of it.
@@ -27,6 +28,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod proxy;
 pub mod scrub;
 pub mod server;

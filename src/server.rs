@@ -27,6 +27,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
+use crate::metrics::CONNECTIONS;
+use crate::proxy::privacy::SandboxStatus;
 use crate::proxy::Proxy;
 
 /// How long open requests may run after a shutdown signal.
@@ -100,6 +102,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// Sets the sandbox state `/api/status` reports.
+    pub fn set_sandbox_status(&self, status: SandboxStatus) {
+        self.proxy.set_sandbox_status(status);
+    }
+
     /// Whether clients speak TLS to this server.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -161,8 +168,10 @@ impl Server {
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
                     let conn = graceful.watch(conn);
+                    CONNECTIONS.up();
                     tokio::spawn(async move {
                         let _ = conn.await;
+                        CONNECTIONS.down();
                         drop(permit);
                     });
                 }
@@ -170,16 +179,17 @@ impl Server {
                     let acceptor = acceptor.clone();
                     let timeout = config.server.header_timeout;
                     let watcher = graceful.watcher();
+                    CONNECTIONS.up();
                     tokio::spawn(async move {
-                        let Ok(Ok(stream)) =
+                        if let Ok(Ok(stream)) =
                             tokio::time::timeout(timeout, acceptor.accept(stream)).await
-                        else {
-                            return;
-                        };
-                        let conn = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned();
-                        let _ = watcher.watch(conn).await;
+                        {
+                            let conn = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned();
+                            let _ = watcher.watch(conn).await;
+                        }
+                        CONNECTIONS.down();
                         drop(permit);
                     });
                 }
