@@ -333,7 +333,9 @@ pub fn install(settings: &StatsdSettings) -> Result<(), ExporterError> {
         })
         .map_err(|_| ExporterError::Thread)?;
     let queue = QueuingMetricSink::with_capacity(shared, QUEUE_SIZE);
-    let mut builder = StatsdBuilder::from("", 0).with_sink(queue);
+    let mut builder = StatsdBuilder::from("", 0)
+        .with_sink(queue)
+        .histogram_is_timer();
     if settings.tags {
         for (key, value) in &settings.global_tags {
             builder = builder.with_default_tag(key, value);

@@ -214,8 +214,8 @@ impl EventScrubber {
         carried
             && obj
                 .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
     }
 
     /// The upstream ended cleanly: flush whatever is still held.

@@ -18,8 +18,8 @@ use http::StatusCode;
 use super::events::EventScrubber;
 use super::usage::{Price, Usage};
 use crate::metrics::{
-    self, config_tag, count, tag, timing, Direction, ErrorKind, StatusClass, Tags,
-    COST_MICRO_USD, DETECTIONS, ERRORS, HELD_BACK_BYTES, OVERHEAD_US, REQUESTS, REQUEST_DURATION,
+    self, config_tag, count, tag, timing, Direction, ErrorKind, StatusClass, Tags, COST_MICRO_USD,
+    DETECTIONS, ERRORS, HELD_BACK_BYTES, OVERHEAD_US, REQUESTS, REQUEST_DURATION,
     STREAM_TOKENS_PER_SECOND, STREAM_TTFT, TOKENS_INPUT, TOKENS_OUTPUT, TOKENS_TOTAL,
     UPSTREAM_TTFB,
 };
@@ -179,7 +179,10 @@ impl Meter {
                 count(
                     DETECTIONS,
                     u64::from(n),
-                    vec![tag("type", kind.name()), tag("direction", direction.as_str())],
+                    vec![
+                        tag("type", kind.name()),
+                        tag("direction", direction.as_str()),
+                    ],
                 );
             }
         }

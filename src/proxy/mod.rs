@@ -304,7 +304,12 @@ impl Proxy {
         parts.headers.remove(header::CONTENT_LENGTH);
         if scrub {
             let mut counts = Counts::default();
-            scrub_headers(&mut parts.headers, &scrubber, &mut Vault::new(), &mut counts);
+            scrub_headers(
+                &mut parts.headers,
+                &scrubber,
+                &mut Vault::new(),
+                &mut counts,
+            );
             meter.detected(Direction::Response, &counts);
         }
         let encoded = parts
@@ -431,7 +436,8 @@ fn scrub_headers(
 ) {
     let mut replaced: Vec<(header::HeaderName, Option<HeaderValue>)> = Vec::new();
     for (name, value) in headers.iter() {
-        if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+        // `Host` is never forwarded; scrubbing it would only count the address clients dial.
+        if CREDENTIAL_HEADERS.contains(&name.as_str()) || name == header::HOST {
             continue;
         }
         let Ok(text) = std::str::from_utf8(value.as_bytes()) else {

@@ -218,7 +218,11 @@ pub fn export(body: &[u8]) -> Result<Response<ProxyBody>, ProxyError> {
     })
 }
 
-fn json_response(status: StatusCode, body: String, content_type: &'static str) -> Response<ProxyBody> {
+fn json_response(
+    status: StatusCode,
+    body: String,
+    content_type: &'static str,
+) -> Response<ProxyBody> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response
@@ -236,18 +240,13 @@ mod tests {
     use http_body_util::BodyExt;
 
     fn text(r: Response<ProxyBody>) -> String {
-        let bytes = futures_lite(r.into_body());
-        String::from_utf8(bytes).unwrap()
-    }
-
-    fn futures_lite(body: ProxyBody) -> Vec<u8> {
-        tokio::runtime::Builder::new_current_thread()
+        let bytes = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(body.collect())
+            .block_on(r.into_body().collect())
             .unwrap()
-            .to_bytes()
-            .to_vec()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 
     #[test]
@@ -256,14 +255,18 @@ mod tests {
         let out = text(delete(body).unwrap());
         assert!(!out.contains("jane"), "{out}");
         assert!(out.contains("\"records_deleted\":0"), "{out}");
-        let out = text(export(br#"{"user_id": "jane", "format": "csv", "include_logs": true}"#).unwrap());
+        let out =
+            text(export(br#"{"user_id": "jane", "format": "csv", "include_logs": true}"#).unwrap());
         assert_eq!(out.lines().count(), 1, "a header only: {out}");
         let out = text(export(br#"{"user_id": "jane", "include_logs": true}"#).unwrap());
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["records"], json!([]));
         assert_eq!(v["logs"], json!([]));
         assert!(!out.contains("jane"));
-        assert_eq!(export(br#"{"format": "xml"}"#).unwrap_err(), ProxyError::Malformed);
+        assert_eq!(
+            export(br#"{"format": "xml"}"#).unwrap_err(),
+            ProxyError::Malformed
+        );
         assert_eq!(delete(b"[1]").unwrap_err(), ProxyError::Malformed);
     }
 

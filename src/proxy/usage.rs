@@ -222,8 +222,14 @@ mod tests {
             &["my-model".to_owned(), "gpt-*".to_owned()],
         );
         assert_eq!(p.lookup("gpt-4o").unwrap().1.input, 1.0, "override first");
-        assert_eq!(&**p.lookup("gpt-4o-mini-2024-07-18").unwrap().0, "gpt-4o-mini");
-        assert_eq!(&**p.lookup("claude-sonnet-4-5-20250929").unwrap().0, "claude-sonnet-4-5");
+        assert_eq!(
+            &**p.lookup("gpt-4o-mini-2024-07-18").unwrap().0,
+            "gpt-4o-mini"
+        );
+        assert_eq!(
+            &**p.lookup("claude-sonnet-4-5-20250929").unwrap().0,
+            "claude-sonnet-4-5"
+        );
         assert!(p.lookup("o10").is_none());
         assert_eq!(&*p.tag(Some("my-model")), "my-model");
         assert_eq!(&*p.tag(Some("jane.doe@example.com")), "other");
