@@ -148,8 +148,13 @@ fn parse(body: &[u8]) -> Result<PrivacyRequest, ProxyError> {
             include_logs: None,
         });
     }
-    let request: PrivacyRequest =
+    let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| ProxyError::Malformed)?;
+    if !value.is_object() {
+        return Err(ProxyError::Malformed);
+    }
+    let request: PrivacyRequest =
+        serde_json::from_value(value).map_err(|_| ProxyError::Malformed)?;
     if request
         .user_id
         .as_ref()
