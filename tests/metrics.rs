@@ -93,7 +93,7 @@ impl Statsd {
             if settled.is_none() && done(&lines) {
                 settled = Some(Instant::now());
             }
-            if settled.is_some_and(|t| t.elapsed() > Duration::from_millis(700))
+            if settled.is_some_and(|t| t.elapsed() > Duration::from_millis(1200))
                 || Instant::now() > deadline
             {
                 return lines;

@@ -68,8 +68,12 @@ class StatsdDaemon:
         pytest.fail(f"statsd never printed {pattern!r}; it printed:\n{self.text[-4000:]}")
 
     def total(self, key: str) -> int:
-        """The sum of every flushed value of counter ``key`` (a regex) so far."""
-        return sum(int(n) for n in re.findall(r"'" + key + r"'\s*:\s*(\d+)", self.text))
+        """The sum of every flushed value of counter ``key`` (a regex) so far, read from the
+        ``counters`` section of each flush (``counter_rates`` repeats the keys)."""
+        sections = [part.split("timers:", 1)[0] for part in self.text.split("counters: {")[1:]]
+        return sum(
+            int(n) for section in sections for n in re.findall(r"'" + key + r"'\s*:\s*(\d+)", section)
+        )
 
     def total_until(self, key: str, expected: int, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
