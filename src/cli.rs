@@ -76,6 +76,9 @@ struct ServeArgs {
     /// Origin for every anthropic-format route.
     #[arg(long, value_name = "URL")]
     anthropic_upstream: Option<String>,
+    /// Send metrics to this StatsD daemon (HOST:PORT), overriding statsd.address.
+    #[arg(long, value_name = "HOST:PORT")]
+    statsd: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -179,6 +182,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         listen: args.listen,
         openai_upstream: args.openai_upstream,
         anthropic_upstream: args.anthropic_upstream,
+        statsd: args.statsd,
     };
     let config = match load_config(args.config.as_deref(), &overrides) {
         Ok(c) => Arc::new(c),
@@ -213,13 +217,21 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let sandbox_config = config.sandbox;
     runtime.block_on(async move {
-        let server = match Server::bind(config, inherited).await {
+        let server = match Server::bind(config.clone(), inherited).await {
             Ok(s) => s,
             Err(e) => {
                 fail(&format!("lethe: {e}"));
                 return ExitCode::from(1);
             }
         };
+        // The StatsD socket and threads exist before the sandbox locks; without [statsd] no
+        // recorder is installed and every metric is a no-op.
+        if let Some(statsd) = &config.statsd {
+            if let Err(e) = crate::metrics::install(statsd) {
+                fail(&format!("lethe: {e}"));
+                return ExitCode::from(1);
+            }
+        }
         let shutdown = shutdown_signal();
         if let Ok(addr) = server.local_addr() {
             let scheme = if server.is_tls() { "https" } else { "http" };

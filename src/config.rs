@@ -13,7 +13,7 @@
 //! `127.0.0.1:8080`, OpenAI-style paths to `https://api.openai.com`, `/v1/messages` to
 //! `https://api.anthropic.com`, the client's own key passed through, the default policy.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,8 @@ use http::uri::{Scheme, Uri};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::metrics::{valid_tag_value, StatsdSettings, RESERVED_TAG_KEYS};
+use crate::proxy::usage::Price;
 use crate::scrub::{Kind, KindSet, Policy, PolicyError, Scrubber, Style};
 
 /// Why a configuration was refused. `Display` names keys and paths, never values.
@@ -70,6 +72,29 @@ pub struct RawConfig {
     route: Option<Vec<RawRoute>>,
     #[serde(default)]
     sandbox: RawSandbox,
+    statsd: Option<RawStatsd>,
+    #[serde(default)]
+    prices: BTreeMap<String, RawPrice>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatsd {
+    address: Option<String>,
+    prefix: Option<String>,
+    tags: Option<bool>,
+    #[serde(default)]
+    global_tags: BTreeMap<String, String>,
+    #[serde(default)]
+    attribution: Vec<String>,
+    attribution_max_values: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: f64,
+    output: f64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -344,6 +369,14 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Process lockdown.
     pub sandbox: Sandbox,
+    /// Where metrics go; `None` emits nothing.
+    pub statsd: Option<StatsdSettings>,
+    /// Attribution tag keys clients may set (`X-Lethe-Tag-<key>`).
+    pub attribution: Vec<String>,
+    /// Distinct values kept per attribution key.
+    pub attribution_max_values: usize,
+    /// The operator's prices (USD per million tokens), over the built-in table.
+    pub prices: Vec<(String, Price)>,
 }
 
 /// Command-line overrides applied on top of the file.
@@ -355,6 +388,8 @@ pub struct Overrides {
     pub openai_upstream: Option<String>,
     /// `--anthropic-upstream`: base URL of every `anthropic`-format route.
     pub anthropic_upstream: Option<String>,
+    /// `--statsd`: the StatsD daemon, `HOST:PORT`.
+    pub statsd: Option<String>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -502,6 +537,17 @@ pub fn validate(raw: RawConfig, path: &Path, overrides: &Overrides) -> Result<Co
     let client_keys = validate_client_keys(&raw.auth, path)?;
     let routes = validate_routes(raw.route, path, overrides, !client_keys.is_empty())?;
     let sandbox = validate_sandbox(&raw.sandbox, path)?;
+    let raw_statsd = raw.statsd.unwrap_or_default();
+    let statsd = validate_statsd(&raw_statsd, path, overrides)?;
+    let attribution = validate_attribution(&raw_statsd.attribution, path)?;
+    let attribution_max_values = size(
+        path,
+        "statsd.attribution_max_values",
+        raw_statsd.attribution_max_values,
+        100,
+        10_000,
+    )?;
+    let prices = validate_prices(&raw.prices, path)?;
     Ok(Config {
         server,
         upstream,
@@ -509,6 +555,10 @@ pub fn validate(raw: RawConfig, path: &Path, overrides: &Overrides) -> Result<Co
         client_keys,
         routes,
         sandbox,
+        statsd,
+        attribution,
+        attribution_max_values,
+        prices,
     })
 }
 
@@ -527,6 +577,130 @@ fn validate_sandbox(raw: &RawSandbox, path: &Path) -> Result<Sandbox, ConfigErro
         lock_memory: raw.lock_memory.unwrap_or(false),
         seccomp_action,
     })
+}
+
+fn validate_statsd(
+    raw: &RawStatsd,
+    path: &Path,
+    overrides: &Overrides,
+) -> Result<Option<StatsdSettings>, ConfigError> {
+    let (key, address) = match (&overrides.statsd, &raw.address) {
+        (Some(flag), _) => ("--statsd", flag.as_str()),
+        (None, Some(file)) => ("statsd.address", file.as_str()),
+        (None, None) => return Ok(None),
+    };
+    // Resolved once, here, at start-up: nothing is looked up while serving.
+    let address = std::net::ToSocketAddrs::to_socket_addrs(address)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .filter(|a| a.port() != 0)
+        .ok_or_else(|| {
+            key_error(
+                path,
+                key,
+                "expected HOST:PORT of a StatsD daemon, such as 127.0.0.1:8125",
+            )
+        })?;
+    let prefix = raw.prefix.clone().unwrap_or_else(|| "lethe".to_owned());
+    let prefix_ok = prefix.len() <= 64
+        && !prefix.starts_with('.')
+        && !prefix.ends_with('.')
+        && !prefix.contains("..")
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !prefix_ok {
+        return Err(key_error(
+            path,
+            "statsd.prefix",
+            "expected up to 64 of [A-Za-z0-9_.-], dot-separated",
+        ));
+    }
+    let mut global_tags = Vec::new();
+    for (name, value) in &raw.global_tags {
+        let key = format!("statsd.global_tags.{name}");
+        if !tag_key_ok(name) {
+            return Err(key_error(path, key, "a tag key is 1-32 of [a-z0-9_]"));
+        }
+        if !valid_tag_value(value) {
+            return Err(key_error(path, key, "a tag value is 1-64 of [a-z0-9_.-]"));
+        }
+        global_tags.push((name.clone(), value.clone()));
+    }
+    Ok(Some(StatsdSettings {
+        address,
+        prefix,
+        tags: raw.tags.unwrap_or(true),
+        global_tags,
+    }))
+}
+
+fn tag_key_ok(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 32
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn validate_attribution(raw: &[String], path: &Path) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, name) in raw.iter().enumerate() {
+        let key = format!("statsd.attribution[{i}]");
+        if !tag_key_ok(name) {
+            return Err(key_error(path, key, "a tag key is 1-32 of [a-z0-9_]"));
+        }
+        if RESERVED_TAG_KEYS.contains(&name.as_str()) {
+            return Err(key_error(path, key, "this tag key is Lethe's own"));
+        }
+        if out.contains(name) {
+            return Err(key_error(path, key, "listed twice"));
+        }
+        out.push(name.clone());
+    }
+    Ok(out)
+}
+
+/// Whether `name` can be a model tag value: 1-128 of `[A-Za-z0-9_.:/@-]`.
+pub fn model_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:/@-".contains(&b))
+}
+
+fn validate_prices(
+    raw: &BTreeMap<String, RawPrice>,
+    path: &Path,
+) -> Result<Vec<(String, Price)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, price) in raw {
+        if !model_name_ok(name) {
+            return Err(key_error(
+                path,
+                "prices",
+                "a model name is 1-128 of [A-Za-z0-9_.:/@-]",
+            ));
+        }
+        for (field, value) in [("input", price.input), ("output", price.output)] {
+            if !value.is_finite() || !(0.0..=1_000_000.0).contains(&value) {
+                return Err(key_error(
+                    path,
+                    format!("prices.{name}.{field}"),
+                    "expected USD per million tokens, 0 to 1000000",
+                ));
+            }
+        }
+        out.push((
+            name.clone(),
+            Price {
+                input: price.input,
+                output: price.output,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 fn validate_server(

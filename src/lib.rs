@@ -15,6 +15,7 @@
 //! ```
 //!
 //! [`config`] reads everything once at start-up; [`dns`] configures name resolution once;
+//! [`metrics`] names what is measured and sends it to StatsD, numbers and closed-set tags only;
 //! [`sandbox`] then locks the process down before it serves; [`server`] owns the listener;
 //! [`proxy`] handles one request. [`scrub`] is the heart of it and touches no I/O: it is
 //! fuzzed, benchmarked and property-tested on its own, like [`proxy::sse`] and
@@ -32,6 +33,7 @@ pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod metrics;
 pub mod notify;
 pub mod proxy;
 pub mod sandbox;

@@ -30,6 +30,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
+use crate::metrics::CONNECTIONS;
 use crate::proxy::Proxy;
 
 /// How long open requests may run after a shutdown signal.
@@ -186,8 +187,10 @@ impl Server {
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
                     let conn = graceful.watch(conn);
+                    CONNECTIONS.up();
                     tokio::spawn(async move {
                         let _ = conn.await;
+                        CONNECTIONS.down();
                         drop(permit);
                     });
                 }
@@ -195,16 +198,17 @@ impl Server {
                     let acceptor = acceptor.clone();
                     let timeout = config.server.header_timeout;
                     let watcher = graceful.watcher();
+                    CONNECTIONS.up();
                     tokio::spawn(async move {
-                        let Ok(Ok(stream)) =
+                        if let Ok(Ok(stream)) =
                             tokio::time::timeout(timeout, acceptor.accept(stream)).await
-                        else {
-                            return;
-                        };
-                        let conn = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned();
-                        let _ = watcher.watch(conn).await;
+                        {
+                            let conn = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned();
+                            let _ = watcher.watch(conn).await;
+                        }
+                        CONNECTIONS.down();
                         drop(permit);
                     });
                 }

@@ -5,10 +5,15 @@
 //! at once. Nothing is buffered beyond one event plus the scrubbers' hold-back. When the client
 //! goes away hyper drops the body, which drops the upstream body and so cancels the upstream
 //! request.
+//!
+//! The body also owns the stream's [`StreamMeter`]: it times the work done on upstream data
+//! (never the waits), notes the first text and the hold-back, and records the stream when it
+//! ends, fails or is dropped.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
@@ -16,6 +21,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 
 use super::events::EventScrubber;
+use super::meter::{StreamEnd, StreamMeter};
 use super::sse::{Decoder, Item};
 
 /// Output gathered from ready upstream data before a frame is handed to the client.
@@ -35,16 +41,23 @@ pub struct SseBody<B> {
     decoder: Decoder,
     events: EventScrubber,
     done: bool,
+    meter: StreamMeter,
 }
 
 impl<B> SseBody<B> {
-    /// Streams `upstream` through `events`.
-    pub fn new(upstream: B, decoder: Decoder, events: EventScrubber) -> SseBody<B> {
+    /// Streams `upstream` through `events`, recording into `meter`.
+    pub fn new(
+        upstream: B,
+        decoder: Decoder,
+        events: EventScrubber,
+        meter: StreamMeter,
+    ) -> SseBody<B> {
         SseBody {
             upstream,
             decoder,
             events,
             done: false,
+            meter,
         }
     }
 
@@ -84,18 +97,24 @@ where
                 Poll::Pending if out.is_empty() => return Poll::Pending,
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(frame))) => {
+                    let work = Instant::now();
                     if let Ok(data) = frame.into_data() {
                         this.decoder.push(&data);
                         if !this.drain(&mut out) {
                             this.done = true;
+                            this.meter.end(&this.events, StreamEnd::Failed);
                         }
                     }
+                    this.meter.busy(work.elapsed());
+                    this.meter.observe(&this.events);
                 }
                 Poll::Ready(Some(Err(_))) => {
                     this.events.on_error(&mut out);
                     this.done = true;
+                    this.meter.end(&this.events, StreamEnd::Failed);
                 }
                 Poll::Ready(None) => {
+                    let work = Instant::now();
                     let clean = this.drain(&mut out) && this.decoder.finish().is_ok();
                     if clean {
                         this.events.on_end(&mut out);
@@ -103,6 +122,13 @@ where
                         this.events.on_error(&mut out);
                     }
                     this.done = true;
+                    this.meter.busy(work.elapsed());
+                    let how = if clean {
+                        StreamEnd::Complete
+                    } else {
+                        StreamEnd::Failed
+                    };
+                    this.meter.end(&this.events, how);
                 }
             }
         }
@@ -114,5 +140,12 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.done
+    }
+}
+
+impl<B> Drop for SseBody<B> {
+    fn drop(&mut self) {
+        // A no-op when the stream already ended; otherwise the client went away.
+        self.meter.end(&self.events, StreamEnd::ClientClosed);
     }
 }

@@ -22,12 +22,18 @@
 //!
 //! When the upstream fails mid-stream, held text is dropped (it may be half a value) and the
 //! stream ends with an error event in the provider's format.
+//!
+//! For metrics, the scrubber also notes the provider's token usage ([`EventScrubber::usage`])
+//! and whether any text has streamed yet ([`EventScrubber::text_started`]). When Lethe asked an
+//! OpenAI stream for usage the client did not ask for ([`EventScrubber::hide_usage`]), the
+//! usage-only chunk is dropped and the `usage` field removed from the other chunks.
 
 use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
 use super::json;
 use super::sse::{self, Event};
+use super::usage::Usage;
 use crate::scrub::{Counts, Scrubber, StreamRestorer, StreamScrubber, Vault};
 
 /// Which API's event grammar a stream follows.
@@ -77,6 +83,12 @@ pub struct EventScrubber {
     failed: bool,
     /// `false`: the client may switch scrubbing off; events are re-encoded unchanged.
     active: bool,
+    /// Token usage reported so far.
+    usage: Usage,
+    /// Drop the usage chunk: Lethe asked for it, the client did not.
+    hide_usage: bool,
+    /// Some text delta has streamed.
+    text_started: bool,
 }
 
 impl EventScrubber {
@@ -94,6 +106,9 @@ impl EventScrubber {
             sequence: 0,
             failed: false,
             active: true,
+            usage: Usage::default(),
+            hide_usage: false,
+            text_started: false,
         }
     }
 
@@ -115,6 +130,22 @@ impl EventScrubber {
         counts
     }
 
+    /// Drops the usage-only chunk of an OpenAI stream, and `usage` from the other chunks: Lethe
+    /// asked for usage, the client did not.
+    pub fn hide_usage(&mut self) {
+        self.hide_usage = true;
+    }
+
+    /// Token usage the provider reported so far.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// Whether any text delta has come from the provider yet.
+    pub fn text_started(&self) -> bool {
+        self.text_started
+    }
+
     /// Bytes held back across all open texts.
     pub fn held_back(&self) -> usize {
         self.texts.iter().map(|t| t.scrub.held_back()).sum()
@@ -126,6 +157,13 @@ impl EventScrubber {
             return;
         }
         if !self.active {
+            if memchr::memmem::find(event.data.as_bytes(), b"\"usage\"").is_some() {
+                if let Ok(mut value) = serde_json::from_str::<Value>(&event.data) {
+                    if self.note_usage(&mut value) {
+                        return;
+                    }
+                }
+            }
             sse::encode(&event, out);
             return;
         }
@@ -147,6 +185,9 @@ impl EventScrubber {
             emit(&event, Zeroizing::new(text), out);
             return;
         };
+        if self.note_usage(&mut value) {
+            return;
+        }
         let mut before: Vec<(Option<String>, Value)> = Vec::new();
         match self.api {
             Api::Chat | Api::Completions => self.chat_chunk(&mut value, &mut before),
@@ -157,6 +198,24 @@ impl EventScrubber {
             emit_value(name.as_deref(), &v, out);
         }
         emit(&event, Zeroizing::new(value.to_string()), out);
+    }
+
+    /// Notes the usage `value` carries; with [`EventScrubber::hide_usage`], removes it, and
+    /// returns `true` when the event is the usage-only chunk, which is then not sent.
+    fn note_usage(&mut self, value: &mut Value) -> bool {
+        let carried = self.usage.observe(value);
+        if !self.hide_usage || !matches!(self.api, Api::Chat | Api::Completions) {
+            return false;
+        }
+        let Some(obj) = value.as_object_mut() else {
+            return false;
+        };
+        obj.remove("usage");
+        carried
+            && obj
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
     }
 
     /// The upstream ended cleanly: flush whatever is still held.
@@ -222,6 +281,7 @@ impl EventScrubber {
                 self.texts.len() - 1
             }
         };
+        self.text_started |= !delta.is_empty();
         let text = &mut self.texts[i];
         let released = text.scrub.push(delta, &mut self.scratch);
         if self.vault.is_empty() {

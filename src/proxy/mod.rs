@@ -9,19 +9,28 @@
 //!
 //! Fail closed: a body that is not a JSON object is a 400 and is not forwarded; an upstream
 //! answer Lethe cannot read (compressed, not JSON, too large) is a 502 and is not forwarded.
+//!
+//! Every request but `/healthz` and `/readyz` is measured by a [`meter::Meter`]: numbers and
+//! closed-set tags only. An OpenAI chat or completions stream is sent upstream with
+//! `stream_options.include_usage` so its tokens can be counted; when the client did not ask
+//! for usage, the usage chunk is dropped on the way back.
 
 pub mod body;
 pub mod error;
 pub mod events;
 pub mod json;
+pub mod meter;
 pub mod policy;
+pub mod privacy;
 pub mod route;
 pub mod sse;
 pub mod upstream;
+pub mod usage;
 
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -34,11 +43,17 @@ use zeroize::Zeroizing;
 use self::body::{full, ProxyBody, SseBody};
 use self::error::ProxyError;
 use self::events::EventScrubber;
+use self::meter::Meter;
 use self::policy::{RequestPolicy, Scrubbers};
 use self::route::Endpoint;
 use self::upstream::{strip_hop_by_hop, Upstream};
+use self::usage::{Prices, Usage};
 use crate::config::{Config, Format, KeyHash};
+use crate::metrics::{Attribution, Direction, ATTRIBUTION_HEADER_PREFIX};
 use crate::scrub::{Counts, PolicyError, Scrubber, Vault};
+
+/// Tag value of the `endpoint` tag for a path Lethe does not serve.
+const UNKNOWN_ENDPOINT: &str = "unknown";
 
 /// Everything a request needs, shared by all connections.
 pub struct Proxy {
@@ -46,17 +61,33 @@ pub struct Proxy {
     upstream: Upstream,
     scrubbers: Scrubbers,
     ready: AtomicBool,
+    prices: Prices,
+    attribution: Attribution,
 }
 
 impl Proxy {
     /// Compiles the floor's scrubbers and builds the upstream client. Needs a Tokio runtime.
     pub fn new(config: Arc<Config>) -> Result<Proxy, PolicyError> {
+        let named: Vec<String> = config
+            .routes
+            .iter()
+            .flat_map(|r| r.models.iter().cloned())
+            .collect();
         Ok(Proxy {
             scrubbers: Scrubbers::new(&config.floor)?,
             upstream: Upstream::new(&config),
             ready: AtomicBool::new(true),
+            prices: Prices::new(&config.prices, &named),
+            attribution: Attribution::new(&config.attribution, config.attribution_max_values),
             config,
         })
+    }
+
+    /// Records `error` on `meter` and answers it.
+    fn refuse(&self, mut meter: Meter, error: ProxyError, format: Format) -> Response<ProxyBody> {
+        meter.failed(error.into());
+        meter.finish(error.status());
+        error.response(format)
     }
 
     /// Marks the proxy as draining: `/readyz` answers 503 from now on.
@@ -71,15 +102,22 @@ impl Proxy {
         B::Error: StdError + Send + Sync + 'static,
     {
         let path = request.uri().path().to_owned();
+        let errors_only = request
+            .headers()
+            .get("x-logging-level")
+            .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"error"));
+        let attribution = self.attribution.tags(request.headers());
         let Some(endpoint) = Endpoint::classify(&path) else {
             let format = route::format_for_unknown(&path, request.headers());
-            return ProxyError::NotFound.response(format);
+            let meter = Meter::start(UNKNOWN_ENDPOINT, errors_only, attribution);
+            return self.refuse(meter, ProxyError::NotFound, format);
         };
+        let mut meter = Meter::start(endpoint.as_str(), errors_only, attribution);
         let format = endpoint.format(request.headers());
         if request.method() != endpoint.method()
             && !(request.method() == Method::HEAD && endpoint.method() == Method::GET)
         {
-            let mut response = ProxyError::MethodNotAllowed.response(format);
+            let mut response = self.refuse(meter, ProxyError::MethodNotAllowed, format);
             let allow = if endpoint.method() == Method::GET {
                 "GET, HEAD"
             } else {
@@ -96,11 +134,47 @@ impl Proxy {
                 return status_json(StatusCode::OK, "ready")
             }
             Endpoint::Readyz => return status_json(StatusCode::SERVICE_UNAVAILABLE, "draining"),
+            Endpoint::ApiStatus => {
+                meter.finish(StatusCode::OK);
+                return privacy::status(crate::sandbox::state(), self.config.statsd.is_some());
+            }
             _ => {}
         }
-        match self.forward(endpoint, format, request).await {
-            Ok(response) => response,
-            Err(e) => e.response(format),
+        let answered = match endpoint {
+            Endpoint::PrivacyDelete | Endpoint::PrivacyExport => {
+                self.privacy(endpoint, request).await
+            }
+            _ => self.forward(endpoint, format, request, &mut meter).await,
+        };
+        match answered {
+            Ok(response) => {
+                meter.finish(response.status());
+                response
+            }
+            Err(e) => self.refuse(meter, e, format),
+        }
+    }
+
+    /// The privacy endpoints: gateway authentication, a bounded body, a truthful answer.
+    async fn privacy<B>(
+        &self,
+        endpoint: Endpoint,
+        request: Request<B>,
+    ) -> Result<Response<ProxyBody>, ProxyError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: StdError + Send + Sync + 'static,
+    {
+        let (parts, body) = request.into_parts();
+        let config = &*self.config;
+        if !config.client_keys.is_empty() && !authorized(&parts.headers, &config.client_keys) {
+            return Err(ProxyError::Unauthorized);
+        }
+        let raw = read_limited(body, &parts.headers, config.server.max_body_bytes).await?;
+        if endpoint == Endpoint::PrivacyDelete {
+            privacy::delete(&raw)
+        } else {
+            privacy::export(&raw)
         }
     }
 
@@ -109,6 +183,7 @@ impl Proxy {
         endpoint: Endpoint,
         format: Format,
         request: Request<B>,
+        meter: &mut Meter,
     ) -> Result<Response<ProxyBody>, ProxyError>
     where
         B: Body<Data = Bytes>,
@@ -129,6 +204,7 @@ impl Proxy {
             (compile(policy.styles)?, compile(policy.response_styles())?);
         let mut vault = Vault::new();
         let mut counts = Counts::default();
+        let mut hide_usage = false;
         let (forward_body, model) = if endpoint.method() == Method::POST {
             let raw = read_limited(body, &parts.headers, config.server.max_body_bytes).await?;
             let mut value: Value =
@@ -143,21 +219,34 @@ impl Proxy {
                 .map(str::to_owned);
             if policy.scrub {
                 json::scrub_value(&mut value, &request_scrubber, &mut vault, &mut counts);
+                if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
+                    hide_usage = ask_for_usage(&mut value);
+                }
             }
             let bytes = serde_json::to_vec(&value).map_err(|_| ProxyError::Malformed)?;
             (Bytes::from(bytes), model)
         } else {
             (Bytes::new(), None)
         };
+        let model_tag = self.prices.tag(model.as_deref());
+        let price = model
+            .as_deref()
+            .and_then(|m| self.prices.lookup(m))
+            .map(|(_, p)| p);
+        meter.set_model(model_tag, price);
         let mut headers = parts.headers;
+        strip_attribution(&mut headers);
         if policy.scrub {
             scrub_headers(&mut headers, &request_scrubber, &mut vault, &mut counts);
         }
+        meter.detected(Direction::Request, &counts);
         let chain = route::chain(config, endpoint, format, model.as_deref(), policy.hipaa)?;
+        meter.set_route(&config.routes[chain[0]].name);
         let path_and_query = parts
             .uri
             .path_and_query()
             .map_or(parts.uri.path(), |pq| pq.as_str());
+        let sent = Instant::now();
         let answer = self
             .upstream
             .send(
@@ -168,13 +257,23 @@ impl Proxy {
                 &headers,
                 forward_body,
             )
-            .await?;
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                meter.upstream_waited(sent.elapsed());
+                return Err(e);
+            }
+        };
+        meter.upstream_answered(sent.elapsed());
+        meter.set_route(&config.routes[answer.route].name);
         self.answer(
             endpoint,
             format,
             (answer_scrubber, policy.scrub),
-            vault,
+            (vault, hide_usage),
             answer.response,
+            meter,
         )
         .await
     }
@@ -184,19 +283,22 @@ impl Proxy {
         endpoint: Endpoint,
         format: Format,
         (scrubber, scrub): (Scrubber, bool),
-        vault: Vault,
+        (vault, hide_usage): (Vault, bool),
         response: Response<hyper::body::Incoming>,
+        meter: &mut Meter,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
         if scrub {
+            let mut counts = Counts::default();
             scrub_headers(
                 &mut parts.headers,
                 &scrubber,
                 &mut Vault::new(),
-                &mut Counts::default(),
+                &mut counts,
             );
+            meter.detected(Direction::Response, &counts);
         }
         let encoded = parts
             .headers
@@ -215,24 +317,36 @@ impl Proxy {
                     .starts_with("text/event-stream")
             });
         if is_sse {
-            let events = if scrub {
+            let mut events = if scrub {
                 EventScrubber::new(endpoint.api(), scrubber, vault)
             } else {
                 EventScrubber::passthrough(endpoint.api(), scrubber)
             };
+            if hide_usage {
+                events.hide_usage();
+            }
             let decoder = sse::Decoder::new(self.config.server.max_event_bytes);
-            let body = SseBody::new(body, decoder, events);
+            let body = SseBody::new(body, decoder, events, meter.for_stream(parts.status));
             return Ok(Response::from_parts(
                 parts,
                 http_body_util::BodyExt::boxed_unsync(body),
             ));
         }
+        let reading = Instant::now();
         let bytes = Limited::new(body, self.config.server.max_response_bytes)
             .collect()
             .await
             .map_err(|_| ProxyError::Unscrubbable)?
             .to_bytes();
+        meter.upstream_waited(reading.elapsed());
         if bytes.is_empty() || !scrub {
+            if memchr::memmem::find(&bytes, b"\"usage\"").is_some() {
+                if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+                    let mut usage = Usage::default();
+                    usage.observe(&value);
+                    meter.usage(usage);
+                }
+            }
             return Ok(Response::from_parts(parts, full(bytes)));
         }
         let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
@@ -244,8 +358,12 @@ impl Proxy {
             *generic.status_mut() = parts.status;
             return Ok(generic);
         };
+        let mut usage = Usage::default();
+        usage.observe(&value);
+        meter.usage(usage);
         let mut counts = Counts::default();
         json::scrub_value(&mut value, &scrubber, &mut Vault::new(), &mut counts);
+        meter.detected(Direction::Response, &counts);
         if !vault.is_empty() {
             json::restore_value(&mut value, &vault);
         }
@@ -255,6 +373,40 @@ impl Proxy {
             HeaderValue::from_static("application/json"),
         );
         Ok(Response::from_parts(parts, full(out)))
+    }
+}
+
+/// Asks an OpenAI stream for its usage (`stream_options.include_usage`), for the token metrics.
+/// Returns whether the client had not asked for it itself, so the usage chunk must be dropped.
+fn ask_for_usage(body: &mut Value) -> bool {
+    if body.get("stream") != Some(&Value::Bool(true)) {
+        return false;
+    }
+    let Some(obj) = body.as_object_mut() else {
+        return false;
+    };
+    let options = obj
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let Some(options) = options.as_object_mut() else {
+        return false;
+    };
+    if options.get("include_usage") == Some(&Value::Bool(true)) {
+        return false;
+    }
+    options.insert("include_usage".to_owned(), Value::Bool(true));
+    true
+}
+
+/// Removes the attribution headers: they are for Lethe's metrics, not for the provider.
+fn strip_attribution(headers: &mut HeaderMap) {
+    let names: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(ATTRIBUTION_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
     }
 }
 
@@ -272,7 +424,8 @@ fn scrub_headers(
 ) {
     let mut replaced: Vec<(header::HeaderName, Option<HeaderValue>)> = Vec::new();
     for (name, value) in headers.iter() {
-        if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+        // `Host` is never forwarded; scrubbing it would only count the address clients dial.
+        if CREDENTIAL_HEADERS.contains(&name.as_str()) || name == header::HOST {
             continue;
         }
         let Ok(text) = std::str::from_utf8(value.as_bytes()) else {

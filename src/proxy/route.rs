@@ -27,6 +27,12 @@ pub enum Endpoint {
     Healthz,
     /// `GET /readyz`: the process accepts traffic (not draining).
     Readyz,
+    /// `GET /api/status`: version, the zero-log facts and the sandbox state.
+    ApiStatus,
+    /// `POST /v1/privacy/delete`: nothing is stored, so nothing is deleted.
+    PrivacyDelete,
+    /// `POST /v1/privacy/export`: an empty export.
+    PrivacyExport,
 }
 
 impl Endpoint {
@@ -42,6 +48,9 @@ impl Endpoint {
             "/v1/models" => Endpoint::Models,
             "/healthz" => Endpoint::Healthz,
             "/readyz" => Endpoint::Readyz,
+            "/api/status" => Endpoint::ApiStatus,
+            "/v1/privacy/delete" => Endpoint::PrivacyDelete,
+            "/v1/privacy/export" => Endpoint::PrivacyExport,
             p if p.strip_prefix("/v1/models/").is_some_and(|id| {
                 !id.is_empty()
                     && id.len() <= 256
@@ -59,8 +68,28 @@ impl Endpoint {
     /// The only method the endpoint answers.
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Models | Endpoint::Healthz | Endpoint::Readyz => Method::GET,
+            Endpoint::Models | Endpoint::Healthz | Endpoint::Readyz | Endpoint::ApiStatus => {
+                Method::GET
+            }
             _ => Method::POST,
+        }
+    }
+
+    /// The `endpoint` metric tag.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat_completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
+            Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "count_tokens",
+            Endpoint::Models => "models",
+            Endpoint::Healthz => "healthz",
+            Endpoint::Readyz => "readyz",
+            Endpoint::ApiStatus => "api_status",
+            Endpoint::PrivacyDelete => "privacy_delete",
+            Endpoint::PrivacyExport => "privacy_export",
         }
     }
 
@@ -88,7 +117,12 @@ impl Endpoint {
     fn routes_by_model(self) -> bool {
         !matches!(
             self,
-            Endpoint::Models | Endpoint::Healthz | Endpoint::Readyz
+            Endpoint::Models
+                | Endpoint::Healthz
+                | Endpoint::Readyz
+                | Endpoint::ApiStatus
+                | Endpoint::PrivacyDelete
+                | Endpoint::PrivacyExport
         )
     }
 }
