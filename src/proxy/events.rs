@@ -30,6 +30,8 @@ use super::json;
 use super::sse::{self, Event};
 use crate::scrub::{Counts, Scrubber, StreamRestorer, StreamScrubber, Vault};
 
+mod delta;
+
 /// Which API's event grammar a stream follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Api {
@@ -77,6 +79,10 @@ pub struct EventScrubber {
     failed: bool,
     /// `false`: the client may switch scrubbing off; events are re-encoded unchanged.
     active: bool,
+    /// Reused for the data of events scrubbed on the fast path.
+    spliced: Zeroizing<String>,
+    /// Reused for delta strings that arrive with JSON escapes.
+    unescaped: Zeroizing<String>,
 }
 
 impl EventScrubber {
@@ -94,6 +100,8 @@ impl EventScrubber {
             sequence: 0,
             failed: false,
             active: true,
+            spliced: Zeroizing::new(String::new()),
+            unescaped: Zeroizing::new(String::new()),
         }
     }
 
@@ -121,7 +129,7 @@ impl EventScrubber {
     }
 
     /// Scrubs one event and appends what to send (it and any flush before it) to `out`.
-    pub fn on_event(&mut self, event: Event, out: &mut Vec<u8>) {
+    pub fn on_event(&mut self, mut event: Event, out: &mut Vec<u8>) {
         if self.failed {
             return;
         }
@@ -135,6 +143,14 @@ impl EventScrubber {
             sse::encode(&event, out);
             return;
         }
+        if !self.fast_event(&mut event, out) {
+            self.general_event(event, out);
+        }
+    }
+
+    /// Scrubs any event through a JSON tree (see [`Self::on_event`]).
+    fn general_event(&mut self, event: Event, out: &mut Vec<u8>) {
+        let data: &str = &event.data;
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
             let mut text = String::from(data);
             json::scrub_string(
@@ -211,17 +227,7 @@ impl EventScrubber {
     }
 
     fn push(&mut self, key: Key, delta: &str) -> String {
-        let i = match self.texts.iter().position(|t| t.key == key) {
-            Some(i) => i,
-            None => {
-                self.texts.push(Text {
-                    key,
-                    scrub: self.scrubber.stream(),
-                    restore: StreamRestorer::new(),
-                });
-                self.texts.len() - 1
-            }
-        };
+        let i = self.open_text(key.outer, key.inner, &key.field);
         let text = &mut self.texts[i];
         let released = text.scrub.push(delta, &mut self.scratch);
         if self.vault.is_empty() {

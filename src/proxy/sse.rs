@@ -502,7 +502,7 @@ fn reserve(buf: &mut Vec<u8>, additional: usize) {
 }
 
 /// [`reserve`] for a string.
-fn reserve_str(s: &mut String, additional: usize) {
+pub(crate) fn reserve_str(s: &mut String, additional: usize) {
     let need = s.len().saturating_add(additional);
     if need <= s.capacity() {
         return;
