@@ -11,6 +11,12 @@
 //! unscrubbed, and no stream is buffered whole: each scrubber holds at most
 //! [`HOLD_BOUND`](crate::scrub::HOLD_BOUND) bytes.
 //!
+//! The common delta events (a chat chunk with one choice that does not end, a completions
+//! `text`, a Responses `*.delta`, an Anthropic `content_block_delta`) are read by a strict
+//! scanner instead of being parsed into a tree: the released text is spliced into the event's
+//! own bytes. Every other event (usage, finish reasons, tool calls, block starts and stops)
+//! goes through a `serde_json::Value`. Both give the same JSON; property tests check it.
+//!
 //! Everything else in an event is scrubbed one-shot like a JSON body ([`super::json`]):
 //! unknown fields are covered by default. `logprobs` are replaced by `null` while scrubbing is
 //! on: they spell the answer out token by token, past any scrubber. An event whose data is not
@@ -79,8 +85,6 @@ pub struct EventScrubber {
     failed: bool,
     /// `false`: the client may switch scrubbing off; events are re-encoded unchanged.
     active: bool,
-    /// Reused for the data of events scrubbed on the fast path.
-    spliced: Zeroizing<String>,
     /// Reused for delta strings that arrive with JSON escapes.
     unescaped: Zeroizing<String>,
 }
@@ -100,7 +104,6 @@ impl EventScrubber {
             sequence: 0,
             failed: false,
             active: true,
-            spliced: Zeroizing::new(String::new()),
             unescaped: Zeroizing::new(String::new()),
         }
     }
@@ -129,7 +132,7 @@ impl EventScrubber {
     }
 
     /// Scrubs one event and appends what to send (it and any flush before it) to `out`.
-    pub fn on_event(&mut self, mut event: Event, out: &mut Vec<u8>) {
+    pub fn on_event(&mut self, event: Event, out: &mut Vec<u8>) {
         if self.failed {
             return;
         }
@@ -143,7 +146,7 @@ impl EventScrubber {
             sse::encode(&event, out);
             return;
         }
-        if !self.fast_event(&mut event, out) {
+        if !self.fast_event(&event, out) {
             self.general_event(event, out);
         }
     }

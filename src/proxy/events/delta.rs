@@ -30,7 +30,7 @@ use std::ops::Range;
 use zeroize::Zeroizing;
 
 use super::{Api, EventScrubber, Text};
-use crate::proxy::json;
+use crate::proxy::json::{self, escape_into, put, unescape};
 use crate::proxy::sse::{self, Event};
 use crate::scrub::{restore, StreamRestorer};
 
@@ -233,104 +233,6 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// Checks JSON string escapes (`out: None`) or decodes them into `out`. `None`: not a string
-/// `serde_json` would read (a bad escape or a lone surrogate).
-fn unescape(raw: &str, mut out: Option<&mut Zeroizing<String>>) -> Option<()> {
-    let bytes = raw.as_bytes();
-    let mut copied = 0;
-    let mut at = 0;
-    while let Some(found) = memchr::memchr(b'\\', &bytes[at..]) {
-        let slash = at + found;
-        if let Some(out) = out.as_deref_mut() {
-            out.push_str(&raw[copied..slash]);
-        }
-        let (c, len) = match *bytes.get(slash + 1)? {
-            b'"' => ('"', 2),
-            b'\\' => ('\\', 2),
-            b'/' => ('/', 2),
-            b'b' => ('\u{8}', 2),
-            b'f' => ('\u{c}', 2),
-            b'n' => ('\n', 2),
-            b'r' => ('\r', 2),
-            b't' => ('\t', 2),
-            b'u' => {
-                let high = hex4(bytes.get(slash + 2..slash + 6)?)?;
-                if (0xD800..0xDC00).contains(&high) {
-                    if bytes.get(slash + 6..slash + 8)? != b"\\u" {
-                        return None;
-                    }
-                    let low = hex4(bytes.get(slash + 8..slash + 12)?)?;
-                    if !(0xDC00..0xE000).contains(&low) {
-                        return None;
-                    }
-                    let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
-                    (char::from_u32(code)?, 12)
-                } else {
-                    (char::from_u32(high)?, 6)
-                }
-            }
-            _ => return None,
-        };
-        if let Some(out) = out.as_deref_mut() {
-            out.push(c);
-        }
-        at = slash + len;
-        copied = at;
-    }
-    if let Some(out) = out {
-        out.push_str(&raw[copied..]);
-    }
-    Some(())
-}
-
-fn hex4(digits: &[u8]) -> Option<u32> {
-    digits.iter().try_fold(0u32, |n, &d| {
-        Some(n * 16 + char::from(d).to_digit(16)?)
-    })
-}
-
-/// Appends `text` as the inside of a JSON string literal, escaped the way `serde_json` does.
-fn escape_into(text: &str, out: &mut Zeroizing<String>) {
-    let needs = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
-    let extra: usize = text
-        .bytes()
-        .filter(|&b| needs(b))
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0C => 1,
-            _ => 5,
-        })
-        .sum();
-    sse::reserve_str(out, text.len() + extra);
-    if extra == 0 {
-        out.push_str(text);
-        return;
-    }
-    let mut copied = 0;
-    for (i, b) in text.bytes().enumerate() {
-        if !needs(b) {
-            continue;
-        }
-        out.push_str(&text[copied..i]);
-        copied = i + 1;
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x08 => out.push_str("\\b"),
-            0x0C => out.push_str("\\f"),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0xF)]));
-            }
-        }
-    }
-    out.push_str(&text[copied..]);
-}
-
 /// One delta string of an event and the stream it belongs to.
 #[derive(Clone, Copy)]
 struct Delta<'a> {
@@ -359,7 +261,7 @@ impl<'a> Plan<'a> {
 impl EventScrubber {
     /// Scrubs `event` on the fast path if it has one of the common shapes; `false` (and
     /// nothing done) otherwise.
-    pub(super) fn fast_event(&mut self, event: &mut Event, out: &mut Vec<u8>) -> bool {
+    pub(super) fn fast_event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         let data: &str = &event.data;
         let plan = match self.api {
             Api::Chat | Api::Completions => self.chat_plan(data),
@@ -372,25 +274,22 @@ impl EventScrubber {
         if let Some(n) = plan.sequence {
             self.sequence = n;
         }
-        let mut spliced = std::mem::take(&mut self.spliced);
-        spliced.clear();
-        sse::reserve_str(&mut spliced, data.len());
-        let mut copied = 0;
-        for delta in plan.deltas.iter().flatten() {
-            let span = delta.text.span();
-            spliced.push_str(&data[copied..span.start]);
-            copied = span.end;
-            self.push_escaped(delta, &mut spliced);
-        }
-        spliced.push_str(&data[copied..]);
-        std::mem::swap(&mut event.data, &mut spliced);
-        sse::encode(event, out);
-        self.spliced = spliced;
+        let data = data.as_bytes();
+        sse::encode_single_line(event, data.len(), out, |out| {
+            let mut copied = 0;
+            for delta in plan.deltas.iter().flatten() {
+                let span = delta.text.span();
+                put(out, &data[copied..span.start]);
+                copied = span.end;
+                self.push_escaped(delta, out);
+            }
+            put(out, &data[copied..]);
+        });
         true
     }
 
     /// Pushes a delta into its stream and appends the released text, escaped, to `out`.
-    fn push_escaped(&mut self, delta: &Delta<'_>, out: &mut Zeroizing<String>) {
+    fn push_escaped(&mut self, delta: &Delta<'_>, out: &mut Vec<u8>) {
         let i = self.open_text(delta.outer, delta.inner, delta.field);
         let EventScrubber {
             texts,
@@ -617,7 +516,10 @@ fn messages_plan(data: &str) -> Option<Plan<'_>> {
     }
     let delta_type = delta_type?;
     let field = super::delta_field(delta_type)?;
-    let (_, text) = strings.into_iter().flatten().find(|(name, _)| *name == field)?;
+    let (_, text) = strings
+        .into_iter()
+        .flatten()
+        .find(|(name, _)| *name == field)?;
     let mut plan = Plan::default();
     plan.add(Delta {
         outer: index,
@@ -717,10 +619,14 @@ mod tests {
             (Api::Completions, _) => {
                 json!({"text": text, "index": 0, "logprobs": null, "finish_reason": null})
             }
-            (_, 0) => json!({"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null}),
+            (_, 0) => {
+                json!({"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null})
+            }
             (_, 1) => json!({"delta": {"role": "assistant", "content": text}, "index": 1}),
             (_, 2) => json!({"index": 0, "delta": {"refusal": text, "content": null}}),
-            _ => json!({"index": 0, "delta": {"content": text}, "finish_reason": null, "extra": text}),
+            _ => {
+                json!({"index": 0, "delta": {"content": text}, "finish_reason": null, "extra": text})
+            }
         };
         let mut chunk = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000,
             "model": "gpt-4o", "system_fingerprint": null, "choices": [choice]});
@@ -745,7 +651,10 @@ mod tests {
                 } else {
                     json!({"index": 0, "text": "", "finish_reason": "stop"})
                 };
-                events.push((None, json!({"id": "chatcmpl-1", "object": "x", "choices": [end]})));
+                events.push((
+                    None,
+                    json!({"id": "chatcmpl-1", "object": "x", "choices": [end]}),
+                ));
             }
             Api::Responses => {
                 for (n, (text, variant)) in texts.iter().enumerate() {
@@ -853,8 +762,7 @@ mod tests {
                 let mut event = Event::new(Zeroizing::new(data));
                 event.event = name.map(str::to_owned);
                 let before = fast_out.len();
-                let mut probe = event.clone();
-                if fast.fast_event(&mut probe, &mut fast_out) {
+                if fast.fast_event(&event, &mut fast_out) {
                     took_fast += 1;
                 } else {
                     prop_assert_eq!(fast_out.len(), before);
@@ -899,10 +807,10 @@ mod tests {
         .into_iter()
         .skip(1)
         {
-            let mut event = Event::new(Zeroizing::new(data.into()));
-            assert!(!chat.fast_event(&mut event, &mut out), "{data}");
+            let event = Event::new(Zeroizing::new(data.into()));
+            assert!(!chat.fast_event(&event, &mut out), "{data}");
         }
-        let mut event = Event::new(Zeroizing::new(first.into()));
-        assert!(chat.fast_event(&mut event, &mut out));
+        let event = Event::new(Zeroizing::new(first.into()));
+        assert!(chat.fast_event(&event, &mut out));
     }
 }
