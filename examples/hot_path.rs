@@ -136,7 +136,7 @@ fn chat(scrubber: &Scrubber, n: usize) {
     // As the proxy does it: the tree-less path, the tree for what it declines.
     let scrub = |raw: &str, vault: &mut Vault, counts: &mut Counts| {
         if let Some(document) =
-            json::scrub_document(raw.as_bytes(), scrubber, vault, counts, &Vault::new())
+            json::scrub_document(raw.as_bytes(), scrubber, vault, counts, None)
         {
             return document.bytes;
         }

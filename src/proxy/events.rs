@@ -80,6 +80,8 @@ pub struct EventScrubber {
     counts: Counts,
     /// Top-level fields of the last chat/completions chunk, for synthesized chunks.
     template: Map<String, Value>,
+    /// The template's `id` (kept apart: the fast path compares it on every chunk).
+    template_id: Option<Value>,
     /// Last Responses `sequence_number` seen.
     sequence: u64,
     failed: bool,
@@ -101,6 +103,7 @@ impl EventScrubber {
             texts: Vec::new(),
             counts: Counts::default(),
             template: Map::new(),
+            template_id: None,
             sequence: 0,
             failed: false,
             active: true,
@@ -310,7 +313,8 @@ impl EventScrubber {
         };
         self.one_shot_except(obj, &["choices"]);
         // Synthesized chunks copy the stream's top-level fields; they only change with `id`.
-        if self.template.is_empty() || self.template.get("id") != obj.get("id") {
+        if self.template.is_empty() || self.template_id.as_ref() != obj.get("id") {
+            self.template_id = obj.get("id").cloned();
             self.template = obj
                 .iter()
                 .filter(|(k, _)| *k != "choices" && *k != "usage")

@@ -141,7 +141,7 @@ pub struct Document {
     pub model: Option<String>,
 }
 
-/// Scrubs a JSON object document the way [`scrub_value`] (then, with a non-empty `originals`,
+/// Scrubs a JSON object document the way [`scrub_value`] (then, with `originals`,
 /// [`restore_value`]) would, without parsing it into a tree: the document is copied and only
 /// the strings that change are rewritten. Whitespace, escapes and numbers are kept as they
 /// were sent; the result reads as the same JSON the tree path would produce.
@@ -156,8 +156,14 @@ pub fn scrub_document(
     scrubber: &Scrubber,
     vault: &mut Vault,
     counts: &mut Counts,
-    originals: &Vault,
+    originals: Option<&Vault>,
 ) -> Option<Document> {
+    let put_back = |s: &str| -> Option<String> {
+        match restore(s, originals?) {
+            Cow::Owned(r) => Some(r),
+            Cow::Borrowed(_) => None,
+        }
+    };
     let text = std::str::from_utf8(raw).ok()?;
     let mut walk = Walk {
         text,
@@ -179,8 +185,7 @@ pub fn scrub_document(
     // Keys first: a key that would change declines the document before anything is numbered.
     for s in strings.iter().filter(|s| s.role == Role::Key) {
         let key = &text[s.span.clone()];
-        let same = matches!(scrubber.scrub(key).text, Cow::Borrowed(_))
-            && matches!(restore(key, originals), Cow::Borrowed(_));
+        let same = matches!(scrubber.scrub(key).text, Cow::Borrowed(_)) && put_back(key).is_none();
         if !same {
             return None;
         }
@@ -204,16 +209,9 @@ pub fn scrub_document(
             Cow::Borrowed(value)
         };
         let changed = match scrubbed {
-            Cow::Borrowed(v) => match restore(v, originals) {
-                Cow::Owned(r) => Some(r),
-                Cow::Borrowed(_) => None,
-            },
+            Cow::Borrowed(v) => put_back(v),
             Cow::Owned(mut v) => {
-                let restored = match restore(&v, originals) {
-                    Cow::Owned(r) => Some(r),
-                    Cow::Borrowed(_) => None,
-                };
-                if let Some(r) = restored {
+                if let Some(r) = put_back(&v) {
                     zeroize::Zeroize::zeroize(&mut v);
                     v = r;
                 }
@@ -271,23 +269,10 @@ impl<'a> Walk<'a> {
 
     /// A string literal: its inside and whether it has escapes.
     fn string(&mut self) -> Option<(std::ops::Range<usize>, bool)> {
-        let bytes = self.text.as_bytes();
-        self.at += 1;
-        let start = self.at;
-        let mut escaped = false;
-        loop {
-            self.at += memchr::memchr2(b'"', b'\\', bytes.get(self.at..)?)?;
-            if bytes[self.at] == b'"' {
-                break;
-            }
-            escaped = true;
-            self.at += 2;
-        }
-        let span = start..self.at;
-        self.at += 1;
-        if bytes[span.clone()].iter().any(|&b| b < 0x20) {
-            return None;
-        }
+        let start = self.at + 1;
+        let (end, escaped) = string_end(self.text.as_bytes(), start)?;
+        let span = start..end;
+        self.at = end + 1;
         if escaped {
             unescape(self.text.get(span.clone())?, None)?;
         }
@@ -509,6 +494,47 @@ fn hex4(digits: &[u8]) -> Option<u32> {
         .try_fold(0u32, |n, &d| Some(n * 16 + char::from(d).to_digit(16)?))
 }
 
+/// Reads a string literal's inside from `from` (just past the opening quote): where its closing
+/// quote is and whether it has escapes. `None` if it does not end or holds a control character
+/// (which `serde_json` refuses); escapes themselves are not checked here.
+pub(crate) fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = from;
+    let mut escaped = false;
+    loop {
+        // Eight bytes at a time while none is a quote, a backslash or a control character.
+        while let Some(chunk) = bytes.get(at..at + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let v = u64::from_le_bytes(word);
+            let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+            let special =
+                zero_in(v ^ (ONES * u64::from(b'"'))) | zero_in(v ^ (ONES * u64::from(b'\\')));
+            let control = v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
+            if special | control != 0 {
+                break;
+            }
+            at += 8;
+        }
+        match *bytes.get(at)? {
+            b'"' => return Some((at, escaped)),
+            b'\\' => {
+                escaped = true;
+                at += 2;
+            }
+            0..=0x1F => return None,
+            _ => at += 1,
+        }
+    }
+}
+
+/// Whether `bytes` holds a control character (which a JSON string must escape). A branch-free
+/// fold, which the compiler turns into vector code.
+fn has_control(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |seen, &b| seen | (b < 0x20))
+}
+
 /// Appends `bytes` to `out`, growing it the wiping way.
 pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     sse::reserve(out, bytes.len());
@@ -519,10 +545,11 @@ pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
 pub(crate) fn escape_into(text: &str, out: &mut Vec<u8>) {
     let needs = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
     let bytes = text.as_bytes();
-    let Some(first) = bytes.iter().position(|&b| needs(b)) else {
+    if memchr::memchr2(b'"', b'\\', bytes).is_none() && !has_control(bytes) {
         put(out, bytes);
         return;
-    };
+    }
+    let first = bytes.iter().position(|&b| needs(b)).unwrap_or(bytes.len());
     // At most six bytes per escaped byte (`\u00XX`).
     sse::reserve(out, bytes.len() + 5 * (bytes.len() - first));
     out.extend_from_slice(&bytes[..first]);
@@ -708,7 +735,7 @@ mod document {
             let originals = originals(placeholders);
 
             let (mut vault, mut counts) = (Vault::new(), Counts::default());
-            let document = scrub_document(raw.as_bytes(), &scrubber, &mut vault, &mut counts, &originals)
+            let document = scrub_document(raw.as_bytes(), &scrubber, &mut vault, &mut counts, Some(&originals))
                 .expect("a plain document takes the fast path");
             let (mut tree_vault, mut tree_counts) = (Vault::new(), Counts::default());
             let mut tree: Value = serde_json::from_str(&raw).unwrap();
@@ -749,7 +776,7 @@ mod document {
                 &scrubber,
                 &mut Vault::new(),
                 &mut counts,
-                &Vault::new(),
+                None,
             );
             assert!(got.is_none(), "{raw}");
             assert_eq!(counts.total(), 0);
@@ -760,7 +787,7 @@ mod document {
             &scrubber,
             &mut Vault::new(),
             &mut Counts::default(),
-            &Vault::new()
+            None
         )
         .is_none());
         let doc = scrub_document(
@@ -768,7 +795,7 @@ mod document {
             &scrubber,
             &mut Vault::new(),
             &mut Counts::default(),
-            &Vault::new(),
+            None,
         )
         .unwrap();
         assert_eq!(doc.model.as_deref(), Some("m1"));

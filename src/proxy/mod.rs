@@ -140,7 +140,7 @@ impl Proxy {
                     &request_scrubber,
                     &mut vault,
                     &mut counts,
-                    &Vault::new(),
+                    None,
                 )
             } else {
                 None
@@ -255,7 +255,7 @@ impl Proxy {
         }
         let mut counts = Counts::default();
         if let Some(document) =
-            json::scrub_document(&bytes, &scrubber, &mut Vault::new(), &mut counts, &vault)
+            json::scrub_document(&bytes, &scrubber, &mut Vault::new(), &mut counts, Some(&vault))
         {
             parts.headers.insert(
                 header::CONTENT_TYPE,
