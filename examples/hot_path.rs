@@ -135,8 +135,7 @@ fn chat(scrubber: &Scrubber, n: usize) {
     .to_string();
     // As the proxy does it: the tree-less path, the tree for what it declines.
     let scrub = |raw: &str, vault: &mut Vault, counts: &mut Counts| {
-        if let Some(document) =
-            json::scrub_document(raw.as_bytes(), scrubber, vault, counts, None)
+        if let Some(document) = json::scrub_document(raw.as_bytes(), scrubber, vault, counts, None)
         {
             return document.bytes;
         }

@@ -148,7 +148,7 @@ pub struct Document {
 ///
 /// `None`, with nothing scrubbed or counted, when the document is not an object in a strict
 /// subset of JSON that `serde_json` reads the same way: keys without escapes, unique within
-/// their object, at most [`MAX_KEYS`] per object, nesting up to [`MAX_DEPTH`], integers up to
+/// their object, at most 64 keys per object, nesting up to 64 levels, integers up to
 /// 18 digits and other numbers of ordinary size, no lone surrogates; also when a key would
 /// change. The caller then takes the tree path, which also decides whether it is JSON at all.
 pub fn scrub_document(
@@ -498,35 +498,17 @@ fn hex4(digits: &[u8]) -> Option<u32> {
 /// quote is and whether it has escapes. `None` if it does not end or holds a control character
 /// (which `serde_json` refuses); escapes themselves are not checked here.
 pub(crate) fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut at = from;
     let mut escaped = false;
     loop {
-        // Eight bytes at a time while none is a quote, a backslash or a control character.
-        while let Some(chunk) = bytes.get(at..at + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            let v = u64::from_le_bytes(word);
-            let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-            let special =
-                zero_in(v ^ (ONES * u64::from(b'"'))) | zero_in(v ^ (ONES * u64::from(b'\\')));
-            let control = v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
-            if special | control != 0 {
-                break;
-            }
-            at += 8;
+        at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        if bytes[at] == b'"' {
+            break;
         }
-        match *bytes.get(at)? {
-            b'"' => return Some((at, escaped)),
-            b'\\' => {
-                escaped = true;
-                at += 2;
-            }
-            0..=0x1F => return None,
-            _ => at += 1,
-        }
+        escaped = true;
+        at += 2;
     }
+    (!has_control(&bytes[from..at])).then_some((at, escaped))
 }
 
 /// Whether `bytes` holds a control character (which a JSON string must escape). A branch-free

@@ -135,13 +135,7 @@ impl Proxy {
         let (forward_body, model) = if endpoint.method() == Method::POST {
             let raw = read_limited(body, &parts.headers, config.server.max_body_bytes).await?;
             let document = if policy.scrub {
-                json::scrub_document(
-                    &raw,
-                    &request_scrubber,
-                    &mut vault,
-                    &mut counts,
-                    None,
-                )
+                json::scrub_document(&raw, &request_scrubber, &mut vault, &mut counts, None)
             } else {
                 None
             };
@@ -254,9 +248,13 @@ impl Proxy {
             return Ok(Response::from_parts(parts, full(bytes)));
         }
         let mut counts = Counts::default();
-        if let Some(document) =
-            json::scrub_document(&bytes, &scrubber, &mut Vault::new(), &mut counts, Some(&vault))
-        {
+        if let Some(document) = json::scrub_document(
+            &bytes,
+            &scrubber,
+            &mut Vault::new(),
+            &mut counts,
+            Some(&vault),
+        ) {
             parts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
