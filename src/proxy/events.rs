@@ -11,6 +11,12 @@
 //! unscrubbed, and no stream is buffered whole: each scrubber holds at most
 //! [`HOLD_BOUND`](crate::scrub::HOLD_BOUND) bytes.
 //!
+//! The common delta events (a chat chunk with one choice that does not end, a completions
+//! `text`, a Responses `*.delta`, an Anthropic `content_block_delta`) are read by a strict
+//! scanner instead of being parsed into a tree: the released text is spliced into the event's
+//! own bytes. Every other event (usage, finish reasons, tool calls, block starts and stops)
+//! goes through a `serde_json::Value`. Both give the same JSON; property tests check it.
+//!
 //! Everything else in an event is scrubbed one-shot like a JSON body ([`super::json`]):
 //! unknown fields are covered by default. `logprobs` are replaced by `null` while scrubbing is
 //! on: they spell the answer out token by token, past any scrubber. An event whose data is not
@@ -35,6 +41,8 @@ use super::json;
 use super::sse::{self, Event};
 use super::usage::Usage;
 use crate::scrub::{Counts, Scrubber, StreamRestorer, StreamScrubber, Vault};
+
+mod delta;
 
 /// Which API's event grammar a stream follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +86,8 @@ pub struct EventScrubber {
     counts: Counts,
     /// Top-level fields of the last chat/completions chunk, for synthesized chunks.
     template: Map<String, Value>,
+    /// The template's `id` (kept apart: the fast path compares it on every chunk).
+    template_id: Option<Value>,
     /// Last Responses `sequence_number` seen.
     sequence: u64,
     failed: bool,
@@ -89,6 +99,8 @@ pub struct EventScrubber {
     hide_usage: bool,
     /// Some text delta has streamed.
     text_started: bool,
+    /// Reused for delta strings that arrive with JSON escapes.
+    unescaped: Zeroizing<String>,
 }
 
 impl EventScrubber {
@@ -103,12 +115,14 @@ impl EventScrubber {
             texts: Vec::new(),
             counts: Counts::default(),
             template: Map::new(),
+            template_id: None,
             sequence: 0,
             failed: false,
             active: true,
             usage: Usage::default(),
             hide_usage: false,
             text_started: false,
+            unescaped: Zeroizing::new(String::new()),
         }
     }
 
@@ -173,6 +187,14 @@ impl EventScrubber {
             sse::encode(&event, out);
             return;
         }
+        if !self.fast_event(&event, out) {
+            self.general_event(event, out);
+        }
+    }
+
+    /// Scrubs any event through a JSON tree (see [`Self::on_event`]).
+    fn general_event(&mut self, event: Event, out: &mut Vec<u8>) {
+        let data: &str = &event.data;
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
             let mut text = String::from(data);
             json::scrub_string(
@@ -200,8 +222,9 @@ impl EventScrubber {
         emit(&event, Zeroizing::new(value.to_string()), out);
     }
 
-    /// Notes the usage `value` carries; with [`EventScrubber::hide_usage`], removes it, and
-    /// returns `true` when the event is the usage-only chunk, which is then not sent.
+    /// Notes the usage `value` carries; with [`EventScrubber::hide_usage`], removes it (also
+    /// the `"usage": null` of the other chunks), and returns `true` when the event is the
+    /// usage-only chunk, which is then not sent.
     fn note_usage(&mut self, value: &mut Value) -> bool {
         let carried = self.usage.observe(value);
         if !self.hide_usage || !matches!(self.api, Api::Chat | Api::Completions) {
@@ -270,17 +293,7 @@ impl EventScrubber {
     }
 
     fn push(&mut self, key: Key, delta: &str) -> String {
-        let i = match self.texts.iter().position(|t| t.key == key) {
-            Some(i) => i,
-            None => {
-                self.texts.push(Text {
-                    key,
-                    scrub: self.scrubber.stream(),
-                    restore: StreamRestorer::new(),
-                });
-                self.texts.len() - 1
-            }
-        };
+        let i = self.open_text(key.outer, key.inner, &key.field);
         self.text_started |= !delta.is_empty();
         let text = &mut self.texts[i];
         let released = text.scrub.push(delta, &mut self.scratch);
@@ -361,7 +374,8 @@ impl EventScrubber {
         };
         self.one_shot_except(obj, &["choices"]);
         // Synthesized chunks copy the stream's top-level fields; they only change with `id`.
-        if self.template.is_empty() || self.template.get("id") != obj.get("id") {
+        if self.template.is_empty() || self.template_id.as_ref() != obj.get("id") {
+            self.template_id = obj.get("id").cloned();
             self.template = obj
                 .iter()
                 .filter(|(k, _)| *k != "choices" && *k != "usage")

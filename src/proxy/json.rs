@@ -8,10 +8,25 @@
 //!
 //! Numbers, booleans and nulls are left alone. Key order is kept (providers render tool
 //! schemas into the prompt in the order they receive them).
+//!
+//! Two ways to do it: on a [`Value`] ([`scrub_value`], [`restore_value`]), or on the bytes of a
+//! whole document ([`scrub_document`]), which copies the document and rewrites only the strings
+//! that change, without building a tree. The second is the proxy's first choice; it declines
+//! documents outside a strict subset of JSON (see [`scrub_document`]), which then take the
+//! first.
+
+use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use super::sse;
 use crate::scrub::{restore, Counts, Scrubber, Vault};
+
+/// Nesting accepted by [`scrub_document`] (`serde_json` stops at 128).
+const MAX_DEPTH: usize = 64;
+
+/// Keys one object may have in [`scrub_document`] (uniqueness is checked pairwise).
+const MAX_KEYS: usize = 64;
 
 /// Keys whose string values are identifiers, enums or opaque tokens, never user text.
 pub const STRUCTURAL: &[&str] = &[
@@ -118,6 +133,431 @@ pub fn restore_string(s: &mut String, vault: &Vault) {
     }
 }
 
+/// A document scrubbed by [`scrub_document`].
+pub struct Document {
+    /// The scrubbed document.
+    pub bytes: Vec<u8>,
+    /// The top-level `model` string, if any.
+    pub model: Option<String>,
+}
+
+/// Scrubs a JSON object document the way [`scrub_value`] (then, with `originals`,
+/// [`restore_value`]) would, without parsing it into a tree: the document is copied and only
+/// the strings that change are rewritten. Whitespace, escapes and numbers are kept as they
+/// were sent; the result reads as the same JSON the tree path would produce.
+///
+/// `None`, with nothing scrubbed or counted, when the document is not an object in a strict
+/// subset of JSON that `serde_json` reads the same way: keys without escapes, unique within
+/// their object, at most 64 keys per object, nesting up to 64 levels, integers up to
+/// 18 digits and other numbers of ordinary size, no lone surrogates; also when a key would
+/// change. The caller then takes the tree path, which also decides whether it is JSON at all.
+pub fn scrub_document(
+    raw: &[u8],
+    scrubber: &Scrubber,
+    vault: &mut Vault,
+    counts: &mut Counts,
+    originals: Option<&Vault>,
+) -> Option<Document> {
+    let put_back = |s: &str| -> Option<String> {
+        match restore(s, originals?) {
+            Cow::Owned(r) => Some(r),
+            Cow::Borrowed(_) => None,
+        }
+    };
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut walk = Walk {
+        text,
+        at: 0,
+        strings: Vec::new(),
+        keys: Vec::new(),
+        model: None,
+    };
+    walk.space();
+    if walk.peek()? != b'{' {
+        return None;
+    }
+    walk.value(0, false)?;
+    walk.space();
+    if walk.at != text.len() {
+        return None;
+    }
+    let Walk { strings, model, .. } = walk;
+    // Keys first: a key that would change declines the document before anything is numbered.
+    for s in strings.iter().filter(|s| s.role == Role::Key) {
+        let key = &text[s.span.clone()];
+        let same = matches!(scrubber.scrub(key).text, Cow::Borrowed(_)) && put_back(key).is_none();
+        if !same {
+            return None;
+        }
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 8);
+    let mut copied = 0;
+    let mut unescaped = zeroize::Zeroizing::new(String::new());
+    for s in strings.iter().filter(|s| s.role != Role::Key) {
+        let value: &str = if s.escaped {
+            unescaped.clear();
+            unescape(&text[s.span.clone()], Some(&mut unescaped));
+            &unescaped
+        } else {
+            &text[s.span.clone()]
+        };
+        let scrubbed = if s.role == Role::Text {
+            let scrubbed = scrubber.scrub_in(value, vault);
+            counts.add(&scrubbed.counts);
+            scrubbed.text
+        } else {
+            Cow::Borrowed(value)
+        };
+        let changed = match scrubbed {
+            Cow::Borrowed(v) => put_back(v),
+            Cow::Owned(mut v) => {
+                if let Some(r) = put_back(&v) {
+                    zeroize::Zeroize::zeroize(&mut v);
+                    v = r;
+                }
+                Some(v)
+            }
+        };
+        if let Some(mut new) = changed {
+            put(&mut out, &raw[copied..s.span.start]);
+            escape_into(&new, &mut out);
+            zeroize::Zeroize::zeroize(&mut new);
+            copied = s.span.end;
+        }
+    }
+    put(&mut out, &raw[copied..]);
+    Some(Document { bytes: out, model })
+}
+
+/// What a string is in a document.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Key,
+    /// The value of a structural field.
+    Structural,
+    /// Any other string value: scrubbed.
+    Text,
+}
+
+struct Found {
+    /// Between the quotes.
+    span: std::ops::Range<usize>,
+    escaped: bool,
+    role: Role,
+}
+
+/// The strict reader behind [`scrub_document`].
+struct Walk<'a> {
+    text: &'a str,
+    at: usize,
+    strings: Vec<Found>,
+    /// Keys of the objects being read, innermost last (to check uniqueness).
+    keys: Vec<&'a str>,
+    model: Option<String>,
+}
+
+impl<'a> Walk<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    /// A string literal: its inside and whether it has escapes.
+    fn string(&mut self) -> Option<(std::ops::Range<usize>, bool)> {
+        let start = self.at + 1;
+        let (end, escaped) = string_end(self.text.as_bytes(), start)?;
+        let span = start..end;
+        self.at = end + 1;
+        if escaped {
+            unescape(self.text.get(span.clone())?, None)?;
+        }
+        Some((span, escaped))
+    }
+
+    fn number(&mut self) -> Option<()> {
+        let bytes = self.text.as_bytes();
+        let start = self.at;
+        self.at += usize::from(bytes[self.at] == b'-');
+        let digits = |at: usize| {
+            bytes[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+        };
+        let int = digits(self.at);
+        if int == 0 || (int > 1 && bytes[self.at] == b'0') {
+            return None;
+        }
+        self.at += int;
+        let mut plain = true;
+        if self.peek() == Some(b'.') {
+            let frac = digits(self.at + 1);
+            if frac == 0 {
+                return None;
+            }
+            self.at += 1 + frac;
+            plain = false;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            let exp = digits(self.at);
+            // Keeps the value inside `f64`'s range, as `serde_json` requires.
+            if exp == 0 || exp > 2 {
+                return None;
+            }
+            self.at += exp;
+            plain = false;
+        }
+        let limit = if plain { 18 } else { 40 };
+        (self.at - start <= limit + 1 && int <= 200).then_some(())
+    }
+
+    /// Reads one value; `structural`: a string here is the value of a structural field.
+    fn value(&mut self, depth: usize, structural: bool) -> Option<()> {
+        self.space();
+        match self.peek()? {
+            b'"' => {
+                let (span, escaped) = self.string()?;
+                let role = if structural {
+                    Role::Structural
+                } else {
+                    Role::Text
+                };
+                self.strings.push(Found {
+                    span,
+                    escaped,
+                    role,
+                });
+            }
+            b'{' => self.object(depth + 1)?,
+            b'[' => {
+                if depth + 1 > MAX_DEPTH {
+                    return None;
+                }
+                self.at += 1;
+                self.space();
+                if self.peek()? == b']' {
+                    self.at += 1;
+                    return Some(());
+                }
+                loop {
+                    self.value(depth + 1, false)?;
+                    self.space();
+                    match self.peek()? {
+                        b',' => self.at += 1,
+                        b']' => {
+                            self.at += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => self.number()?,
+            _ => {
+                let rest = &self.text.as_bytes()[self.at..];
+                let len = [&b"null"[..], b"true", b"false"]
+                    .iter()
+                    .find(|w| rest.starts_with(w))?
+                    .len();
+                self.at += len;
+            }
+        }
+        Some(())
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.at += 1;
+        self.space();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        let base = self.keys.len();
+        loop {
+            self.space();
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let (span, escaped) = self.string()?;
+            let key = &self.text[span.clone()];
+            if escaped || self.keys.len() - base == MAX_KEYS || self.keys[base..].contains(&key) {
+                return None;
+            }
+            self.keys.push(key);
+            self.strings.push(Found {
+                span,
+                escaped: false,
+                role: Role::Key,
+            });
+            self.space();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.at += 1;
+            if depth == 1 && key == "model" {
+                self.space();
+                if self.peek() == Some(b'"') {
+                    let before = self.strings.len();
+                    self.value(depth, true)?;
+                    let found = &self.strings[before];
+                    let mut model = zeroize::Zeroizing::new(String::new());
+                    let raw = &self.text[found.span.clone()];
+                    unescape(raw, Some(&mut model))?;
+                    self.model = Some(model.to_string());
+                } else {
+                    self.value(depth, false)?;
+                }
+            } else {
+                self.value(depth, is_structural(key))?;
+            }
+            self.space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    self.keys.truncate(base);
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Checks JSON string escapes (`out: None`) or decodes them into `out`. `None`: not a string
+/// `serde_json` would read (a bad escape or a lone surrogate).
+pub(crate) fn unescape(raw: &str, mut out: Option<&mut zeroize::Zeroizing<String>>) -> Option<()> {
+    let bytes = raw.as_bytes();
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(found) = memchr::memchr(b'\\', &bytes[at..]) {
+        let slash = at + found;
+        if let Some(out) = out.as_deref_mut() {
+            sse::reserve_str(out, slash - copied + 4);
+            out.push_str(&raw[copied..slash]);
+        }
+        let (c, len) = match *bytes.get(slash + 1)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let high = hex4(bytes.get(slash + 2..slash + 6)?)?;
+                if (0xD800..0xDC00).contains(&high) {
+                    if bytes.get(slash + 6..slash + 8)? != b"\\u" {
+                        return None;
+                    }
+                    let low = hex4(bytes.get(slash + 8..slash + 12)?)?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                    (char::from_u32(code)?, 12)
+                } else {
+                    (char::from_u32(high)?, 6)
+                }
+            }
+            _ => return None,
+        };
+        if let Some(out) = out.as_deref_mut() {
+            out.push(c);
+        }
+        at = slash + len;
+        copied = at;
+    }
+    if let Some(out) = out {
+        sse::reserve_str(out, raw.len() - copied);
+        out.push_str(&raw[copied..]);
+    }
+    Some(())
+}
+
+fn hex4(digits: &[u8]) -> Option<u32> {
+    digits
+        .iter()
+        .try_fold(0u32, |n, &d| Some(n * 16 + char::from(d).to_digit(16)?))
+}
+
+/// Reads a string literal's inside from `from` (just past the opening quote): where its closing
+/// quote is and whether it has escapes. `None` if it does not end or holds a control character
+/// (which `serde_json` refuses); escapes themselves are not checked here.
+pub(crate) fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
+    let mut at = from;
+    let mut escaped = false;
+    loop {
+        at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        if bytes[at] == b'"' {
+            break;
+        }
+        escaped = true;
+        at += 2;
+    }
+    (!has_control(&bytes[from..at])).then_some((at, escaped))
+}
+
+/// Whether `bytes` holds a control character (which a JSON string must escape). A branch-free
+/// fold, which the compiler turns into vector code.
+fn has_control(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |seen, &b| seen | (b < 0x20))
+}
+
+/// Appends `bytes` to `out`, growing it the wiping way.
+pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    sse::reserve(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+/// Appends `text` as the inside of a JSON string literal, escaped the way `serde_json` does.
+pub(crate) fn escape_into(text: &str, out: &mut Vec<u8>) {
+    let needs = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let bytes = text.as_bytes();
+    if memchr::memchr2(b'"', b'\\', bytes).is_none() && !has_control(bytes) {
+        put(out, bytes);
+        return;
+    }
+    let first = bytes.iter().position(|&b| needs(b)).unwrap_or(bytes.len());
+    // At most six bytes per escaped byte (`\u00XX`).
+    sse::reserve(out, bytes.len() + 5 * (bytes.len() - first));
+    out.extend_from_slice(&bytes[..first]);
+    for &b in &bytes[first..] {
+        if !needs(b) {
+            out.push(b);
+            continue;
+        }
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xF)]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +605,185 @@ mod tests {
         assert_eq!(
             answer["choices"][0]["message"]["content"],
             "Sent to a@b.io."
+        );
+    }
+}
+
+#[cfg(test)]
+mod document {
+    //! [`scrub_document`] against the tree path: same document in, same JSON out.
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::scrub::{Policy, Style};
+
+    const PIECES: &[&str] = &[
+        "jane.doe@example.com",
+        "4111 1111 1111 1111",
+        "call 415-555-0132 ",
+        "[EMAIL_1]",
+        "\"q\"\\",
+        "\n\t\u{1}",
+        "é𝄞\u{2028}/",
+        "plain ",
+        "",
+    ];
+
+    const KEYS: &[&str] = &[
+        "model", "role", "content", "id", "text", "messages", "n", "x y",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..3).prop_map(|p| p.concat())
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            text().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            any::<u32>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..6).prop_map(
+                    |entries| Value::Object(
+                        entries
+                            .into_iter()
+                            .map(|(k, v)| (k.to_owned(), v))
+                            .collect()
+                    )
+                ),
+            ]
+        })
+    }
+
+    /// JSON as a client might spell it: maybe every non-ASCII character and `/` escaped, maybe
+    /// pretty.
+    fn spell(value: &Value, ascii: bool, pretty: bool) -> String {
+        let plain = if pretty {
+            serde_json::to_string_pretty(value).unwrap()
+        } else {
+            value.to_string()
+        };
+        if !ascii {
+            return plain;
+        }
+        let mut out = String::new();
+        for c in plain.chars() {
+            match c {
+                '/' => out.push_str("\\/"),
+                c if c.is_ascii() => out.push(c),
+                c => {
+                    let mut units = [0u16; 2];
+                    for unit in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn originals(placeholders: bool) -> Vault {
+        let mut vault = Vault::new();
+        if placeholders {
+            let request = Scrubber::new(&Policy::default().with_style(Style::Placeholder)).unwrap();
+            let _ = request.scrub_in("jane.doe@example.com", &mut vault);
+        }
+        vault
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn document_and_tree_agree(
+            entries in prop::collection::vec((prop::sample::select(KEYS), value()), 0..6),
+            ascii in any::<bool>(),
+            pretty in any::<bool>(),
+            style in prop::sample::select(vec![Style::Label, Style::Placeholder]),
+            placeholders in any::<bool>(),
+        ) {
+            let value = Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+            let raw = spell(&value, ascii, pretty);
+            let scrubber = Scrubber::new(&Policy::default().with_style(style)).unwrap();
+            let originals = originals(placeholders);
+
+            let (mut vault, mut counts) = (Vault::new(), Counts::default());
+            let document = scrub_document(raw.as_bytes(), &scrubber, &mut vault, &mut counts, Some(&originals))
+                .expect("a plain document takes the fast path");
+            let (mut tree_vault, mut tree_counts) = (Vault::new(), Counts::default());
+            let mut tree: Value = serde_json::from_str(&raw).unwrap();
+            scrub_value(&mut tree, &scrubber, &mut tree_vault, &mut tree_counts);
+            if !originals.is_empty() {
+                restore_value(&mut tree, &originals);
+            }
+            let got: Value = serde_json::from_slice(&document.bytes).unwrap();
+            prop_assert_eq!(got, tree);
+            prop_assert_eq!(counts, tree_counts);
+            prop_assert_eq!(document.model.as_deref(), value.get("model").and_then(Value::as_str));
+            if style == Style::Placeholder {
+                prop_assert_eq!(restore("[EMAIL_1] [CARD_1]", &vault), restore("[EMAIL_1] [CARD_1]", &tree_vault));
+            }
+        }
+    }
+
+    #[test]
+    fn documents_outside_the_subset_are_declined() {
+        let scrubber = Scrubber::new(&Policy::default()).unwrap();
+        for raw in [
+            r#"["not an object"]"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"jane.doe@example.com":1}"#,
+            r#"{"a\u0062":1}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":1e400}"#,
+            r#"{"a":12345678901234567890123}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":"tab	inside"}"#,
+            r#"{"a":[1,]}"#,
+            "{\"a\":1",
+        ] {
+            let mut counts = Counts::default();
+            let got = scrub_document(
+                raw.as_bytes(),
+                &scrubber,
+                &mut Vault::new(),
+                &mut counts,
+                None,
+            );
+            assert!(got.is_none(), "{raw}");
+            assert_eq!(counts.total(), 0);
+        }
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(70), "]".repeat(70));
+        assert!(scrub_document(
+            deep.as_bytes(),
+            &scrubber,
+            &mut Vault::new(),
+            &mut Counts::default(),
+            None
+        )
+        .is_none());
+        let doc = scrub_document(
+            br#"{ "model" : "m\u0031", "x": [ "mail jane.doe@example.com" , -0.5e-3 ] }"#,
+            &scrubber,
+            &mut Vault::new(),
+            &mut Counts::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(doc.model.as_deref(), Some("m1"));
+        assert_eq!(
+            String::from_utf8(doc.bytes).unwrap(),
+            r#"{ "model" : "m\u0031", "x": [ "mail [EMAIL]" , -0.5e-3 ] }"#
         );
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! ```text
 //! request ─▶ route::Endpoint ─▶ gateway key ─▶ policy (floor ⊕ headers)
-//!         ─▶ body (bounded) ─▶ JSON ─▶ json::scrub_value ─▶ upstream (fallback before byte 1)
-//! answer  ─▶ JSON: json::scrub_value + restore        ─▶ client
+//!         ─▶ body (bounded) ─▶ json::scrub_document ─▶ upstream (fallback before byte 1)
+//! answer  ─▶ JSON: json::scrub_document (+ restore)   ─▶ client
 //!         ─▶ SSE:  sse::Decoder ─▶ events::EventScrubber ─▶ sse::encode ─▶ client
 //! ```
+//!
+//! JSON bodies are scrubbed on their bytes, without a tree; a document outside the strict subset
+//! that path reads goes through a `serde_json::Value` and `json::scrub_value` instead.
 //!
 //! Fail closed: a body that is not a JSON object is a 400 and is not forwarded; an upstream
 //! answer Lethe cannot read (compressed, not JSON, too large) is a 502 and is not forwarded.
@@ -207,24 +210,37 @@ impl Proxy {
         let mut hide_usage = false;
         let (forward_body, model) = if endpoint.method() == Method::POST {
             let raw = read_limited(body, &parts.headers, config.server.max_body_bytes).await?;
-            let mut value: Value =
-                serde_json::from_slice(&raw).map_err(|_| ProxyError::Malformed)?;
-            drop(raw);
-            if !value.is_object() {
-                return Err(ProxyError::Malformed);
-            }
-            let model = value
-                .get("model")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            if policy.scrub {
-                json::scrub_value(&mut value, &request_scrubber, &mut vault, &mut counts);
-                if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
-                    hide_usage = ask_for_usage(&mut value);
+            // A chat or completions stream gets `stream_options.include_usage` added, which
+            // takes the tree.
+            let may_stream = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
+                && memchr::memmem::find(&raw, b"\"stream\"").is_some();
+            let document = if policy.scrub && !may_stream {
+                json::scrub_document(&raw, &request_scrubber, &mut vault, &mut counts, None)
+            } else {
+                None
+            };
+            if let Some(document) = document {
+                (Bytes::from(document.bytes), document.model)
+            } else {
+                let mut value: Value =
+                    serde_json::from_slice(&raw).map_err(|_| ProxyError::Malformed)?;
+                drop(raw);
+                if !value.is_object() {
+                    return Err(ProxyError::Malformed);
                 }
+                let model = value
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                if policy.scrub {
+                    json::scrub_value(&mut value, &request_scrubber, &mut vault, &mut counts);
+                    if may_stream {
+                        hide_usage = ask_for_usage(&mut value);
+                    }
+                }
+                let bytes = serde_json::to_vec(&value).map_err(|_| ProxyError::Malformed)?;
+                (Bytes::from(bytes), model)
             }
-            let bytes = serde_json::to_vec(&value).map_err(|_| ProxyError::Malformed)?;
-            (Bytes::from(bytes), model)
         } else {
             (Bytes::new(), None)
         };
@@ -340,14 +356,23 @@ impl Proxy {
             .to_bytes();
         meter.upstream_waited(reading.elapsed());
         if bytes.is_empty() || !scrub {
-            if memchr::memmem::find(&bytes, b"\"usage\"").is_some() {
-                if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
-                    let mut usage = Usage::default();
-                    usage.observe(&value);
-                    meter.usage(usage);
-                }
-            }
+            meter.usage(Usage::of_body(&bytes));
             return Ok(Response::from_parts(parts, full(bytes)));
+        }
+        let mut counts = Counts::default();
+        if let Some(document) = json::scrub_document(
+            &bytes,
+            &scrubber,
+            &mut Vault::new(),
+            &mut counts,
+            Some(&vault),
+        ) {
+            meter.usage(Usage::of_body(&bytes));
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(Response::from_parts(parts, full(document.bytes)));
         }
         let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
             if parts.status.is_success() {
@@ -361,7 +386,6 @@ impl Proxy {
         let mut usage = Usage::default();
         usage.observe(&value);
         meter.usage(usage);
-        let mut counts = Counts::default();
         json::scrub_value(&mut value, &scrubber, &mut Vault::new(), &mut counts);
         meter.detected(Direction::Response, &counts);
         if !vault.is_empty() {

@@ -406,29 +406,9 @@ impl Decoder {
 ///
 /// If `out` must grow, its old allocation is wiped.
 pub fn encode(event: &Event, out: &mut Vec<u8>) {
-    let name = event
-        .event
-        .as_deref()
-        .map(first_line)
-        .filter(|name| !name.is_empty());
-    let id = event
-        .id
-        .as_deref()
-        .map(first_line)
-        .filter(|id| memchr(0, id).is_none());
     let data = event.data.as_bytes();
     let lines = memchr2_iter(b'\n', b'\r', data).count() + 1;
-    // `event: X\n`, `data: X\n` per line, `id: X\n`, `retry: N\n` (N up to 20 digits), `\n`.
-    let bound = name.map_or(0, |n| n.len() + 8)
-        + data.len()
-        + 7 * lines
-        + id.map_or(0, |i| i.len() + 5)
-        + 28
-        + 1;
-    reserve(out, bound);
-    if let Some(name) = name {
-        field(out, b"event", name);
-    }
+    let head = encode_head(event, data.len() + 7 * lines, out);
     let mut rest = data;
     while let Some(at) = memchr2(b'\n', b'\r', rest) {
         field(out, b"data", &rest[..at]);
@@ -436,6 +416,39 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
         rest = &rest[at + 1 + usize::from(crlf)..];
     }
     field(out, b"data", rest);
+    encode_tail(event, head, out);
+}
+
+/// The `id` an encoded event carries (a decoded value has no line break and no NUL).
+fn encoded_id(event: &Event) -> Option<&[u8]> {
+    event
+        .id
+        .as_deref()
+        .map(first_line)
+        .filter(|id| memchr(0, id).is_none())
+}
+
+/// Writes `event`'s type line and makes room for `data_bound` bytes of `data` lines and the
+/// rest; returns what [`encode_tail`] needs.
+fn encode_head<'e>(event: &'e Event, data_bound: usize, out: &mut Vec<u8>) -> Option<&'e [u8]> {
+    let name = event
+        .event
+        .as_deref()
+        .map(first_line)
+        .filter(|name| !name.is_empty());
+    let id = encoded_id(event);
+    // `event: X\n`, the data lines, `id: X\n`, `retry: N\n` (N up to 20 digits), `\n`.
+    let bound =
+        name.map_or(0, |n| n.len() + 8) + data_bound + id.map_or(0, |i| i.len() + 5) + 28 + 1;
+    reserve(out, bound);
+    if let Some(name) = name {
+        field(out, b"event", name);
+    }
+    id
+}
+
+/// Writes `id`, `retry` and the blank line that ends the event.
+fn encode_tail(event: &Event, id: Option<&[u8]>, out: &mut Vec<u8>) {
     if let Some(id) = id {
         field(out, b"id", id);
     }
@@ -454,6 +467,24 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
         field(out, b"retry", &digits[at..]);
     }
     out.push(b'\n');
+}
+
+/// Writes `event` with one `data` line that `write` appends to `out`, in place of the event's
+/// own data. `write` must add no line break; `data_len` is the size it expects to write (a
+/// hint: `out` grows as needed, wiping what it leaves).
+pub(crate) fn encode_single_line(
+    event: &Event,
+    data_len: usize,
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>),
+) {
+    let head = encode_head(event, data_len + 7, out);
+    out.extend_from_slice(b"data: ");
+    write(out);
+    // `\n`, `id: X\n`, `retry: N\n`, `\n`, whatever `write` took.
+    reserve(out, 1 + head.map_or(0, |i| i.len() + 5) + 28 + 1);
+    out.push(b'\n');
+    encode_tail(event, head, out);
 }
 
 /// Writes a keep-alive comment, `:\n\n`.
@@ -491,7 +522,7 @@ fn wipe(s: &mut Option<String>) {
 }
 
 /// Room for `additional` more bytes; growing moves to a new allocation and wipes the old one.
-fn reserve(buf: &mut Vec<u8>, additional: usize) {
+pub(crate) fn reserve(buf: &mut Vec<u8>, additional: usize) {
     let need = buf.len().saturating_add(additional);
     if need <= buf.capacity() {
         return;
@@ -502,7 +533,7 @@ fn reserve(buf: &mut Vec<u8>, additional: usize) {
 }
 
 /// [`reserve`] for a string.
-fn reserve_str(s: &mut String, additional: usize) {
+pub(crate) fn reserve_str(s: &mut String, additional: usize) {
     let need = s.len().saturating_add(additional);
     if need <= s.capacity() {
         return;

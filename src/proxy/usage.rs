@@ -58,6 +58,26 @@ impl Usage {
         true
     }
 
+    /// The usage a JSON answer body reports at its top level (every provider puts it there in
+    /// a non-streamed answer). Reads only that member: the rest is skipped, not built.
+    pub fn of_body(body: &[u8]) -> Usage {
+        #[derive(serde::Deserialize)]
+        struct Carrier {
+            #[serde(default)]
+            usage: Option<Value>,
+        }
+        let mut usage = Usage::default();
+        if memchr::memmem::find(body, b"\"usage\"").is_none() {
+            return usage;
+        }
+        if let Ok(Carrier { usage: Some(u) }) = serde_json::from_slice::<Carrier>(body) {
+            let mut wrapped = serde_json::Map::new();
+            wrapped.insert("usage".to_owned(), u);
+            usage.observe(&Value::Object(wrapped));
+        }
+        usage
+    }
+
     /// Input + output.
     pub fn total(&self) -> u64 {
         self.input.saturating_add(self.output)
