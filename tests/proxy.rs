@@ -688,6 +688,47 @@ fn established_to(port: u16) -> usize {
         .count()
 }
 
+/// Streams are passed on as the provider sends them: a slow provider's text reaches the client
+/// event by event, long before the stream ends, although Lethe gathers what is already there.
+#[test]
+fn streamed_text_reaches_the_client_while_the_provider_is_still_sending() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let reply = encoded("Good morning to you all, here is a slow answer.");
+    let body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let mut client = std::net::TcpStream::connect(&l.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        client,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-mock-reply: {reply}\r\nx-mock-delta-chars: 8\r\nx-mock-event-delay-ms: 150\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut first_text = None;
+    let mut buf = [0u8; 4096];
+    while !seen.windows(12).any(|w| w == b"data: [DONE]") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+        if first_text.is_none() && seen.windows(4).any(|w| w == b"Good") {
+            first_text = Some(start.elapsed());
+        }
+    }
+    let done = start.elapsed();
+    let first_text = first_text.expect("the text came through");
+    // Eight events of text at 150 ms intervals: the first words must not wait for the rest.
+    assert!(
+        done - first_text >= Duration::from_millis(600),
+        "first text at {first_text:?}, end at {done:?}: the stream was held back"
+    );
+}
+
 #[test]
 fn a_client_that_disconnects_cancels_its_upstream_request() {
     use std::io::{Read, Write};
