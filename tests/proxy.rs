@@ -697,7 +697,9 @@ fn streamed_text_reaches_the_client_while_the_provider_is_still_sending() {
     let m = mock(&[]);
     let l = lethe_for(&m);
     let reply = encoded("Good morning to you all, here is a slow answer.");
-    let body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string();
     let mut client = std::net::TcpStream::connect(&l.addr).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(20)))

@@ -166,6 +166,26 @@ pub fn run(exe: &Path, sandbox: &Sandbox, out: &mut dyn Write) -> io::Result<boo
     Ok(blocked == CHECKS.len())
 }
 
+/// Runs eight threads at once, each allocating 8 MiB; true when all of them finished.
+fn threads_and_memory_work() -> bool {
+    const THREADS: usize = 8;
+    const BYTES: usize = 8 << 20;
+    let together = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let together = std::sync::Arc::clone(&together);
+            std::thread::spawn(move || {
+                let block = std::hint::black_box(vec![1u8; BYTES]);
+                together.wait();
+                block.len()
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .all(|thread| thread.join().ok() == Some(BYTES))
+}
+
 /// The child's side: locks down with `sandbox`, then tries the check named `id`. Returns the
 /// exit code the parent reads.
 pub fn probe(id: &str, sandbox: &Sandbox) -> u8 {
@@ -179,10 +199,12 @@ pub fn probe(id: &str, sandbox: &Sandbox) -> u8 {
     let Ok(state) = super::lockdown(sandbox) else {
         return INCONCLUSIVE;
     };
-    // What serving needs must still work: a new thread (clone3 refused, clone with thread
-    // flags allowed) and fresh memory. A child that dies here never reports being locked down.
-    let spawned = std::thread::spawn(|| std::hint::black_box(vec![1u8; 8 << 20]).len()).join();
-    if spawned.ok() != Some(8 << 20) {
+    // What serving needs must still work: new threads (clone3 refused, clone with thread
+    // flags allowed) and fresh memory. Several threads live at once, so the allocator cannot
+    // serve them all from the per-thread data it kept from before lockdown and has to map (and
+    // name) new memory, as a runtime that grows under load does. A child that dies here never
+    // reports being locked down.
+    if !threads_and_memory_work() {
         return INCONCLUSIVE;
     }
     let landlock = match state.landlock_abi {

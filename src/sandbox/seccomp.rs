@@ -41,8 +41,9 @@ pub enum ArgRule {
     NoExec(u8),
     /// `socket`: IPv4 or IPv6 stream or datagram, or a Unix datagram socket.
     SocketFamilies,
-    /// `prctl`: naming a thread only.
-    ThreadName,
+    /// `prctl`: naming a thread, or naming anonymous memory (the allocator labels every mapping
+    /// it makes).
+    Naming,
     /// `tgkill`, `kill`: only this process.
     OwnProcess,
     /// Answered `ENOSYS` so that the C library falls back to a call that can be checked.
@@ -59,7 +60,7 @@ impl ArgRule {
             ArgRule::SocketFamilies => {
                 "`AF_INET`/`AF_INET6` with `SOCK_STREAM` or `SOCK_DGRAM`; `AF_UNIX` with `SOCK_DGRAM`"
             }
-            ArgRule::ThreadName => "`PR_SET_NAME` only",
+            ArgRule::Naming => "`PR_SET_NAME`, or `PR_SET_VMA` with `PR_SET_VMA_ANON_NAME`, only",
             ArgRule::OwnProcess => "this process's id only",
             ArgRule::Enosys => "always answered `ENOSYS`",
         }
@@ -81,7 +82,7 @@ const fn allow(name: &'static str, rule: ArgRule, why: &'static str) -> Allowed 
     Allowed { name, rule, why }
 }
 
-use ArgRule::{Any, Enosys, NoExec, OwnProcess, SocketFamilies, ThreadFlags, ThreadName};
+use ArgRule::{Any, Enosys, Naming, NoExec, OwnProcess, SocketFamilies, ThreadFlags};
 
 /// Every syscall allowed after lockdown.
 pub const ALLOWLIST: &[Allowed] = &[
@@ -119,7 +120,7 @@ pub const ALLOWLIST: &[Allowed] = &[
     allow("clone3", Enosys, "its flags cannot be checked: the C library falls back to `clone`"),
     allow("set_robust_list", Any, "every new thread (the C library)"),
     allow("rseq", Any, "every new thread (the C library)"),
-    allow("prctl", ThreadName, "naming runtime threads"),
+    allow("prctl", Naming, "naming runtime threads; the allocator names the memory it maps"),
     allow("futex", Any, "locks, condition variables, thread parking"),
     allow("sched_yield", Any, "spin loops in locks and the runtime"),
     allow("sched_getaffinity", Any, "CPU count when a thread pool grows"),
@@ -246,12 +247,18 @@ fn rules(rule: ArgRule, pid: u32) -> Result<Vec<SeccompRule>, seccompiler::Backe
                 kind(libc::AF_UNIX, libc::SOCK_DGRAM)?,
             ]
         }
-        ArgRule::ThreadName => vec![one(vec![Cond::new(
-            0,
-            Len::Dword,
-            Op::Eq,
-            libc::PR_SET_NAME as u64,
-        )?])?],
+        ArgRule::Naming => vec![
+            one(vec![Cond::new(
+                0,
+                Len::Dword,
+                Op::Eq,
+                libc::PR_SET_NAME as u64,
+            )?])?,
+            one(vec![
+                Cond::new(0, Len::Dword, Op::Eq, libc::PR_SET_VMA as u64)?,
+                Cond::new(1, Len::Qword, Op::Eq, libc::PR_SET_VMA_ANON_NAME as u64)?,
+            ])?,
+        ],
         ArgRule::OwnProcess => vec![one(vec![Cond::new(
             0,
             Len::Dword,
