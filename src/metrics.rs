@@ -27,7 +27,7 @@
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -349,7 +349,18 @@ pub fn install(settings: &StatsdSettings) -> Result<(), ExporterError> {
     } else {
         metrics::set_global_recorder(Untagged(recorder)).map_err(|_: SetRecorderError<_>| ())
     };
-    installed.map_err(|_| ExporterError::AlreadyInstalled)
+    installed.map_err(|_| ExporterError::AlreadyInstalled)?;
+    INSTALLED.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Set once [`install`] succeeded.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether metrics go anywhere. Without a recorder every metric is a no-op, so a request's
+/// meter skips building its lines altogether.
+pub fn enabled() -> bool {
+    INSTALLED.load(Ordering::Relaxed)
 }
 
 /// A recorder that drops every tag: for a plain StatsD that does not read DogStatsD tags.

@@ -15,7 +15,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
@@ -132,7 +131,7 @@ where
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(frame))) => {
                     delivered = true;
-                    let work = Instant::now();
+                    let work = this.meter.work_started();
                     if let Ok(data) = frame.into_data() {
                         this.decoder.push(&data);
                         if !this.drain(&mut out) {
@@ -140,7 +139,7 @@ where
                             this.meter.end(&this.events, StreamEnd::Failed);
                         }
                     }
-                    this.meter.busy(work.elapsed());
+                    this.meter.work_done(work);
                     this.meter.observe(&this.events);
                 }
                 Poll::Ready(Some(Err(_))) => {
@@ -149,7 +148,7 @@ where
                     this.meter.end(&this.events, StreamEnd::Failed);
                 }
                 Poll::Ready(None) => {
-                    let work = Instant::now();
+                    let work = this.meter.work_started();
                     let clean = this.drain(&mut out) && this.decoder.finish().is_ok();
                     if clean {
                         this.events.on_end(&mut out);
@@ -157,7 +156,7 @@ where
                         this.events.on_error(&mut out);
                     }
                     this.done = true;
-                    this.meter.busy(work.elapsed());
+                    this.meter.work_done(work);
                     let how = if clean {
                         StreamEnd::Complete
                     } else {

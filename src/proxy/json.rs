@@ -139,6 +139,8 @@ pub struct Document {
     pub bytes: Vec<u8>,
     /// The top-level `model` string, if any.
     pub model: Option<String>,
+    /// Where the value of the top-level `usage` member is in the input, if there is one.
+    pub usage: Option<std::ops::Range<usize>>,
 }
 
 /// Scrubs a JSON object document the way [`scrub_value`] (then, with `originals`,
@@ -171,6 +173,7 @@ pub fn scrub_document(
         strings: Vec::new(),
         keys: Vec::new(),
         model: None,
+        usage: None,
     };
     walk.space();
     if walk.peek()? != b'{' {
@@ -181,7 +184,12 @@ pub fn scrub_document(
     if walk.at != text.len() {
         return None;
     }
-    let Walk { strings, model, .. } = walk;
+    let Walk {
+        strings,
+        model,
+        usage,
+        ..
+    } = walk;
     // Keys first: a key that would change declines the document before anything is numbered.
     for s in strings.iter().filter(|s| s.role == Role::Key) {
         let key = &text[s.span.clone()];
@@ -226,7 +234,11 @@ pub fn scrub_document(
         }
     }
     put(&mut out, &raw[copied..]);
-    Some(Document { bytes: out, model })
+    Some(Document {
+        bytes: out,
+        model,
+        usage,
+    })
 }
 
 /// What a string is in a document.
@@ -254,6 +266,7 @@ struct Walk<'a> {
     /// Keys of the objects being read, innermost last (to check uniqueness).
     keys: Vec<&'a str>,
     model: Option<String>,
+    usage: Option<std::ops::Range<usize>>,
 }
 
 impl<'a> Walk<'a> {
@@ -419,6 +432,11 @@ impl<'a> Walk<'a> {
                 } else {
                     self.value(depth, false)?;
                 }
+            } else if depth == 1 && key == "usage" {
+                self.space();
+                let start = self.at;
+                self.value(depth, is_structural(key))?;
+                self.usage = Some(start..self.at);
             } else {
                 self.value(depth, is_structural(key))?;
             }
@@ -785,5 +803,36 @@ mod document {
             String::from_utf8(doc.bytes).unwrap(),
             r#"{ "model" : "m\u0031", "x": [ "mail [EMAIL]" , -0.5e-3 ] }"#
         );
+    }
+
+    #[test]
+    fn the_top_level_usage_member_is_found_and_nested_ones_are_not() {
+        let scrubber = Scrubber::new(&Policy::default()).unwrap();
+        let raw = br#"{"choices":[{"message":{"usage":{"x":1}}}],"usage": {"prompt_tokens":3,"completion_tokens":4} ,"id":"a"}"#;
+        let doc = scrub_document(
+            raw,
+            &scrubber,
+            &mut Vault::new(),
+            &mut Counts::default(),
+            None,
+        )
+        .unwrap();
+        let span = doc.usage.unwrap();
+        assert_eq!(
+            &raw[span.clone()],
+            br#"{"prompt_tokens":3,"completion_tokens":4}"#
+        );
+        let usage = crate::proxy::usage::Usage::of_member(&raw[span]);
+        assert_eq!(usage, crate::proxy::usage::Usage::of_body(raw));
+        assert_eq!((usage.input, usage.output), (3, 4));
+        let none = scrub_document(
+            br#"{"a":{"usage":{"prompt_tokens":3}}}"#,
+            &scrubber,
+            &mut Vault::new(),
+            &mut Counts::default(),
+            None,
+        )
+        .unwrap();
+        assert!(none.usage.is_none());
     }
 }

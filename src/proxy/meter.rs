@@ -151,6 +151,9 @@ impl Meter {
     }
 
     fn record(&self, status: StatusCode, overhead: Duration, stream: Option<&StreamMeter>) {
+        if !metrics::enabled() {
+            return;
+        }
         let error = self.error.or_else(|| ErrorKind::of_upstream(status));
         if let Some(kind) = error {
             let mut tags = vec![tag("kind", kind.as_str())];
@@ -245,13 +248,23 @@ pub struct StreamMeter {
 }
 
 impl StreamMeter {
-    /// Time spent working on upstream data (not waiting for it).
-    pub fn busy(&mut self, time: Duration) {
-        self.busy += time;
+    /// Starts timing work on upstream data; `None` (no clock read) when metrics are off.
+    pub fn work_started(&self) -> Option<Instant> {
+        metrics::enabled().then(Instant::now)
+    }
+
+    /// Work on upstream data (not waiting for it) that began at `started` has ended.
+    pub fn work_done(&mut self, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.busy += started.elapsed();
+        }
     }
 
     /// Looks at the scrubber after a batch of events: first text, hold-back.
     pub fn observe(&mut self, events: &EventScrubber) {
+        if !metrics::enabled() {
+            return;
+        }
         if self.first_text.is_none() && events.text_started() {
             self.first_text = Some(Instant::now());
         }

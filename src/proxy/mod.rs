@@ -367,7 +367,9 @@ impl Proxy {
             &mut counts,
             Some(&vault),
         ) {
-            meter.usage(Usage::of_body(&bytes));
+            if let Some(member) = document.usage.clone() {
+                meter.usage(Usage::of_member(&bytes[member]));
+            }
             parts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),

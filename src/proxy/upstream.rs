@@ -65,10 +65,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &NOT_FORWARDED {
+    // One pass over the (few) headers present, not one lookup per name that might be.
+    let unwanted: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| NOT_FORWARDED.contains(name) || named.contains(name))
+        .cloned()
+        .collect();
+    for name in unwanted {
         headers.remove(name);
     }
 }
@@ -191,7 +194,12 @@ fn build(
         .map_err(|_| ProxyError::Malformed)?;
     let mut headers = client_headers.clone();
     strip_hop_by_hop(&mut headers);
-    for name in &PRIVACY_HEADERS {
+    let privacy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| PRIVACY_HEADERS.contains(name))
+        .cloned()
+        .collect();
+    for name in privacy {
         headers.remove(name);
     }
     if let ProviderKey::Secret(key) = &route.key {

@@ -66,16 +66,27 @@ impl Usage {
             #[serde(default)]
             usage: Option<Value>,
         }
-        let mut usage = Usage::default();
         if memchr::memmem::find(body, b"\"usage\"").is_none() {
-            return usage;
+            return Usage::default();
         }
-        if let Ok(Carrier { usage: Some(u) }) = serde_json::from_slice::<Carrier>(body) {
-            let mut wrapped = serde_json::Map::new();
-            wrapped.insert("usage".to_owned(), u);
-            usage.observe(&Value::Object(wrapped));
+        match serde_json::from_slice::<Carrier>(body) {
+            Ok(Carrier { usage: Some(u) }) => Usage::of_object(u),
+            _ => Usage::default(),
         }
-        usage
+    }
+
+    /// The usage in the value of a body's top-level `usage` member, given alone (the body
+    /// scrubber finds where it is, so the body is not read twice).
+    pub fn of_member(member: &[u8]) -> Usage {
+        serde_json::from_slice::<Value>(member).map_or_else(|_| Usage::default(), Usage::of_object)
+    }
+
+    fn of_object(usage: Value) -> Usage {
+        let mut wrapped = serde_json::Map::new();
+        wrapped.insert("usage".to_owned(), usage);
+        let mut found = Usage::default();
+        found.observe(&Value::Object(wrapped));
+        found
     }
 
     /// Input + output.
