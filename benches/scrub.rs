@@ -8,6 +8,17 @@
 //! Every input is built here from a fixed seed, so runs compare like with like. Run with
 //! `cargo bench --bench scrub`; targets on one core: prose ≥ 1 GB/s, PII-dense ≥ 200 MB/s,
 //! 4-byte streaming ≥ 100 MB/s.
+//!
+//! For instruction counts, which a busy machine does not blur, the bench binary also runs one
+//! case `N` times without criterion (`count CASE N`, CASE one of `clean_prose`, `pii_dense`,
+//! `code_json`, `stream_clean_prose`, `stream_pii_dense`):
+//!
+//! ```sh
+//! cargo bench --bench scrub --no-run   # prints the binary's path
+//! valgrind --tool=callgrind target/release/deps/scrub-HASH count pii_dense 10
+//! ```
+//!
+//! Subtract a run with `N = 0` (building the inputs) and divide by `N`.
 
 // Test code: a failed expectation is the test failing.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -15,7 +26,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use lethe::scrub::{Kind, Policy, Scrubber, Vault};
 
 /// Size of every generated input, give or take one paragraph.
@@ -534,22 +545,55 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("stream_4byte", name),
             &pieces,
-            |b, pieces| {
-                b.iter(|| {
-                    let mut vault = Vault::new();
-                    let mut stream = scrubber.stream();
-                    let mut released = 0;
-                    for &delta in pieces {
-                        released += stream.push(black_box(delta), &mut vault).len();
-                    }
-                    released += stream.finish(&mut vault).len();
-                    black_box(released)
-                })
-            },
+            |b, pieces| b.iter(|| stream(&scrubber, pieces)),
         );
     }
     group.finish();
 }
 
+/// Feeds `pieces` to a new stream; the number of bytes released.
+fn stream(scrubber: &Scrubber, pieces: &[&str]) -> usize {
+    let mut vault = Vault::new();
+    let mut stream = scrubber.stream();
+    let mut released = 0;
+    for &delta in pieces {
+        released += stream.push(black_box(delta), &mut vault).len();
+    }
+    released += stream.finish(&mut vault).len();
+    black_box(released)
+}
+
+/// `count CASE N`: one case, `N` times, for an instruction counter.
+fn count(case: &str, n: usize) {
+    let scrubber = Scrubber::new(&Policy::default()).unwrap();
+    let (prose, dense, code) = inputs();
+    let (text, streamed) = match case {
+        "clean_prose" => (&prose, false),
+        "pii_dense" => (&dense, false),
+        "code_json" => (&code, false),
+        "stream_clean_prose" => (&prose, true),
+        "stream_pii_dense" => (&dense, true),
+        _ => panic!("unknown case {case}"),
+    };
+    let pieces = deltas(text);
+    for _ in 0..n {
+        if streamed {
+            stream(&scrubber, &pieces);
+        } else {
+            black_box(scrubber.scrub(black_box(text.as_str())).counts);
+        }
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, case, n] = &args[..] {
+        if mode == "count" {
+            return count(case, n.parse().expect("a count"));
+        }
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

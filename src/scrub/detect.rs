@@ -24,7 +24,9 @@
 //! * decided candidates wait, sorted, until the frontier passes them;
 //! * a parser that asked for more text is asked again with the same trigger, but not while it
 //!   stopped inside a run of one class of bytes (a token body, a digit group) and the new bytes
-//!   only extend that run: it would ask again (see [`Wait`]).
+//!   only extend that run: it would ask again (see [`Wait`]);
+//! * a short digit run that reaches the end of the window starts no parser yet: they would all
+//!   ask for more text. The trigger pass stops at it and goes on from it next time.
 //!
 //! Every trigger is still seen once, in the same order as in a one-shot scan, and the answers of
 //! parsers do not depend on where a window ends; so a scan in steps finds what one scan finds.
@@ -61,6 +63,9 @@ const CONTEXT_WINDOW: usize = 32;
 const IPV6_MAX: usize = 45;
 /// New text up to this long is looked at byte by byte rather than by the vectorised passes.
 const SHORT: usize = 32;
+/// Longest digit run at the end of an unfinished window whose parsers wait for the next scan;
+/// longer than any run a parser reads before it answers.
+const OPEN_RUN_MAX: usize = 24;
 
 /// Byte classes, as bit flags in [`CLASS`].
 const DIGIT: u8 = 1;
@@ -361,7 +366,8 @@ struct Ipv6Walk {
 
 impl Ipv6Walk {
     /// [`ipv6_start`] of the digit at `t`, from what earlier walks saw when they can tell.
-    #[inline]
+    // Always inlined: the trigger loop calls it for most digits of a token or an address.
+    #[inline(always)]
     fn start(&mut self, b: &[u8], t: usize) -> usize {
         let (lo, hi) = (self.lo, self.hi);
         let s = if hi <= t && t - lo < IPV6_MAX && b[hi..t].iter().all(|&c| ipv6_char(c)) {
@@ -1327,6 +1333,12 @@ impl Engine {
         if self.dictionary.is_some() {
             frontier = frontier.min(state.term);
         }
+        // A digit run left for the next scan (see [`Engine::triggers`]): its candidates start at
+        // most an IPv6 address's length before it.
+        if state.trigger < h.b.len() {
+            let reach = state.trigger.saturating_sub(IPV6_MAX);
+            frontier = frontier.min(floor_char_boundary(h.text, reach));
+        }
         frontier
     }
 
@@ -1378,20 +1390,29 @@ impl Engine {
                 hits.push((start, end))
             });
         }
-        if let Some(t) = first_trigger {
-            self.triggers(h, t, floor, state);
+        state.trigger = if let Some(t) = first_trigger {
+            self.triggers(h, t, floor, state)
         } else if !state.secret_hits.is_empty() || !state.term_hits.is_empty() {
-            self.triggers(h, len, floor, state);
-        }
-        state.trigger = len;
+            self.triggers(h, len, floor, state)
+        } else {
+            len
+        };
         state.seen = len;
     }
 
     /// Runs the parsers of the triggers from `first` on (the first digit or `@`, or the end), with
     /// the secret and dictionary hits of this scan merged in: in text order, the candidates stay
-    /// nearly sorted.
+    /// nearly sorted. Returns where the trigger pass goes on: the end of the window, or a short
+    /// digit run that reaches the end of an unfinished window.
+    ///
+    /// Such a run is left for the next scan, with nothing after it: its parsers would all ask
+    /// for more text, and a stream cut every few bytes would start and retry them on every push
+    /// that lands in a number. Their answers do not depend on when they are asked, and the
+    /// frontier stays before the earliest candidate the run may start (see
+    /// [`Engine::frontier`]), so the output is the same; the run is at most [`OPEN_RUN_MAX`]
+    /// digits, so the bytes held back stay within [`HOLD_BOUND`](super::HOLD_BOUND).
     #[inline(never)]
-    fn triggers(&self, h: &Hay<'_>, first: usize, floor: usize, state: &mut ScanState) {
+    fn triggers(&self, h: &Hay<'_>, first: usize, floor: usize, state: &mut ScanState) -> usize {
         let b = h.b;
         let len = b.len();
         let mut out = Found {
@@ -1424,6 +1445,16 @@ impl Engine {
                     out.add(b, s, t, Parser::Email, parse);
                 }
             } else {
+                // No secret prefix starts with a digit, so none is left after a run that ends the
+                // window; a dictionary term may be.
+                if !h.eof
+                    && len - t <= OPEN_RUN_MAX
+                    && b[t..].iter().all(|&c| is_digit(c))
+                    && secret_hits.is_empty()
+                    && term_hits.is_empty()
+                {
+                    return t;
+                }
                 // Only the first digit of a run starts a number. One glued to a word (inside a
                 // token) cannot start a card, SSN, phone or IPv4 address: only an IPv6 address,
                 // if the word character is a hex digit, or an IBAN.
@@ -1441,7 +1472,7 @@ impl Engine {
                     i += 1;
                 }
             }
-            next = next_trigger(b, i);
+            next = near_trigger(b, i);
         }
         for &(p, format) in secret_hits {
             self.on_secret(h, p, format, &mut out);
@@ -1450,6 +1481,7 @@ impl Engine {
             let parse = Dictionary::right_edge(h, end);
             out.add(b, start, start, Parser::Term(end), parse);
         }
+        len
     }
 
     /// Runs again the parsers that asked for more text, but for those that would only ask again.
@@ -1548,7 +1580,8 @@ impl Engine {
     }
 
     /// The IPv6 address the digit at `t` may belong to, parsed once per address.
-    #[inline]
+    // Always inlined, like [`Ipv6Walk::start`]: the trigger loop calls it for most digits.
+    #[inline(always)]
     fn on_ipv6(&self, h: &Hay<'_>, t: usize, walk: &mut Ipv6Walk, out: &mut Found<'_>) {
         if !self.kinds.contains(Kind::IpAddress) {
             return;
@@ -1564,7 +1597,8 @@ impl Engine {
     }
 
     /// An IBAN opens with two letters at the start of a word, then the digit at `t`.
-    #[inline]
+    // Always inlined: the trigger loop calls it for every digit that starts a run.
+    #[inline(always)]
     fn on_iban(&self, h: &Hay<'_>, t: usize, out: &mut Found<'_>) {
         let b = h.b;
         if self.kinds.contains(Kind::Iban)
@@ -1804,6 +1838,23 @@ fn next_trigger(b: &[u8], from: usize) -> Option<usize> {
         .iter()
         .position(|&c| is(c, TRIGGER))
         .map(|p| from + i + p)
+}
+
+/// [`next_trigger`] for the trigger loop: in dense text (a card's groups, an address's octets,
+/// the digits of a token) the next trigger is most often a few bytes on, which a byte loop
+/// reaches sooner than the word-at-a-time search gets going.
+#[inline(always)]
+fn near_trigger(b: &[u8], from: usize) -> Option<usize> {
+    const NEAR: usize = 4;
+    let stop = from.saturating_add(NEAR).min(b.len());
+    let mut i = from;
+    while i < stop {
+        if is(b[i], TRIGGER) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    next_trigger(b, i)
 }
 
 /// The high bit of every byte of `x` (eight bytes, little-endian) that is a digit or `@`, exact
