@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixDatagram;
@@ -46,15 +45,7 @@ exec "$0" serve --listen 127.0.0.1:0 --openai-upstream "$1" --anthropic-upstream
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn sh");
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("lethe: serving on http://")
-        .unwrap_or_else(|| panic!("unexpected start-up line: {line}"))
-        .to_owned();
+    let addr = support::serving_addr(child.stderr.take().unwrap());
     (child, addr)
 }
 

@@ -70,17 +70,20 @@ pub fn lethe(
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn lethe");
+    let addr = serving_addr(child.stderr.take().unwrap());
+    (Proc { child, addr }, file)
+}
+
+/// Reads Lethe's start-up line (`lethe: serving on SCHEME://ADDR`) from its stderr and returns
+/// the address.
+pub fn serving_addr(stderr: impl Read) -> String {
     let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
+    BufReader::new(stderr).read_line(&mut line).unwrap();
+    line.trim()
         .strip_prefix("lethe: serving on ")
         .and_then(|url| url.split_once("://"))
         .map(|(_, addr)| addr.to_owned())
-        .unwrap_or_else(|| panic!("unexpected start-up line: {line}"));
-    (Proc { child, addr }, file)
+        .unwrap_or_else(|| panic!("unexpected start-up line: {line}"))
 }
 
 /// Starts Lethe in front of `mock` for both formats.
