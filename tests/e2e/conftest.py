@@ -151,9 +151,9 @@ def mock() -> Mock:
     proc.stop()
 
 
-@pytest.fixture(scope="session")
-def lethe(mock: Mock) -> Proc:
-    proc = _start(
+def start_lethe(mock: Mock, *extra: str) -> Proc:
+    """`lethe serve` on a free loopback port in front of `mock` for both formats."""
+    return _start(
         "lethe",
         [
             str(_binary("LETHE_BIN", "lethe")),
@@ -164,10 +164,16 @@ def lethe(mock: Mock) -> Proc:
             mock.url,
             "--anthropic-upstream",
             mock.url,
+            *extra,
         ],
         "stderr",
         r"lethe: serving on http://(127\.0\.0\.1:\d+)",
     )
+
+
+@pytest.fixture(scope="session")
+def lethe(mock: Mock) -> Proc:
+    proc = start_lethe(mock)
     yield proc
     proc.stop()
     # Zero-log: after its port line Lethe says nothing, not even about the errors provoked here.

@@ -20,7 +20,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from conftest import ROOT, Mock, Proc, _binary, _start
+from conftest import ROOT, Mock, Proc, start_lethe
 
 STATSD = ROOT / ".statsd" / "node_modules" / "statsd" / "stats.js"
 EMAIL = "jane.doe@example.com"
@@ -119,23 +119,7 @@ def statsd(tmp_path_factory: pytest.TempPathFactory) -> StatsdDaemon:
 
 @pytest.fixture(scope="module")
 def metered(statsd: StatsdDaemon, mock: Mock) -> Proc:
-    proc = _start(
-        "lethe",
-        [
-            str(_binary("LETHE_BIN", "lethe")),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--openai-upstream",
-            mock.url,
-            "--anthropic-upstream",
-            mock.url,
-            "--statsd",
-            f"127.0.0.1:{statsd.port}",  # type: ignore[attr-defined]
-        ],
-        "stderr",
-        r"lethe: serving on http://(127\.0\.0\.1:\d+)",
-    )
+    proc = start_lethe(mock, "--statsd", f"127.0.0.1:{statsd.port}")  # type: ignore[attr-defined]
     yield proc
     proc.stop()
     assert proc.printed() == []
