@@ -1067,3 +1067,119 @@ fn held_text_is_flushed_in_one_extra_delta_right_before_the_event_that_ends_its_
         json!({"type": "text_delta", "text": "[PHONE]"})
     );
 }
+
+/// A bare HTTP/1.1 provider on 127.0.0.1 that counts the connections it accepts. It answers every
+/// request with a small chat completion, or with a short SSE stream when the request asks for
+/// one; with `close_after_answer` it closes each connection right after its answer without
+/// saying so (as a provider whose keep-alive timer ran out while the connection sat idle).
+fn counting_provider(
+    close_after_answer: bool,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let streamed = String::from_utf8_lossy(&body).contains("\"stream\":true");
+                    let answer = if streamed {
+                        let mut chunks = String::new();
+                        for word in ["one ", "two ", "three"] {
+                            let event = format!(
+                                "data: {}\n\n",
+                                json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}]})
+                            );
+                            chunks.push_str(&format!("{:x}\r\n{event}\r\n", event.len()));
+                        }
+                        let done = "data: [DONE]\n\n";
+                        chunks.push_str(&format!("{:x}\r\n{done}\r\n0\r\n\r\n", done.len()));
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{chunks}")
+                    } else {
+                        let json = json!({"id": "c", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}]}).to_string();
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}", json.len())
+                    };
+                    if writer.write_all(answer.as_bytes()).is_err() || close_after_answer {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn upstream_connections_are_reused_once_their_answer_was_read_to_the_end() {
+    use std::sync::atomic::Ordering;
+    let (upstream, accepted) = counting_provider(false);
+    let (l, _f) = lethe(
+        None,
+        &["--openai-upstream", &format!("http://{upstream}")],
+        &[],
+    );
+    for stream in [false, true, false, true, true, false] {
+        let body = json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+        let reply = post(&l.addr, "/v1/chat/completions", &[], &body);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        if stream {
+            assert!(reply.text().contains("three"), "{}", reply.text());
+            assert!(reply.text().contains("[DONE]"), "{}", reply.text());
+        } else {
+            assert_eq!(reply.json()["choices"][0]["message"]["content"], "fine");
+        }
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection served every request"
+    );
+}
+
+#[test]
+fn an_idle_connection_the_provider_closed_is_not_used_again() {
+    use std::sync::atomic::Ordering;
+    let (upstream, accepted) = counting_provider(true);
+    let (l, _f) = lethe(
+        None,
+        &["--openai-upstream", &format!("http://{upstream}")],
+        &[],
+    );
+    for stream in [false, true, false, true] {
+        let body = json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+        let reply = post(&l.addr, "/v1/chat/completions", &[], &body);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        // The provider's close reaches Lethe while the connection sits idle.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        4,
+        "a new connection for every request"
+    );
+}

@@ -23,6 +23,7 @@ use http_body_util::{BodyExt, Full};
 
 use super::events::EventScrubber;
 use super::meter::{StreamEnd, StreamMeter};
+use super::pool::UpstreamBody;
 use super::sse::{Decoder, Item};
 
 /// Output gathered from ready upstream data before a frame is handed to the client.
@@ -39,9 +40,9 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into()).boxed_unsync()
 }
 
-/// A scrubbed SSE stream over an upstream body `B`.
-pub struct SseBody<B> {
-    upstream: B,
+/// A scrubbed SSE stream over an upstream body.
+pub struct SseBody {
+    upstream: UpstreamBody,
     decoder: Decoder,
     events: EventScrubber,
     done: bool,
@@ -51,14 +52,14 @@ pub struct SseBody<B> {
     turn: Option<Turn>,
 }
 
-impl<B> SseBody<B> {
+impl SseBody {
     /// Streams `upstream` through `events`, recording into `meter`.
     pub fn new(
-        upstream: B,
+        upstream: UpstreamBody,
         decoder: Decoder,
         events: EventScrubber,
         meter: StreamMeter,
-    ) -> SseBody<B> {
+    ) -> SseBody {
         SseBody {
             upstream,
             decoder,
@@ -85,10 +86,7 @@ impl<B> SseBody<B> {
     }
 }
 
-impl<B> Body for SseBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
+impl Body for SseBody {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -107,17 +105,18 @@ where
         let mut out = std::mem::take(&mut this.pending);
         let mut delivered = false;
         // Everything the upstream has already delivered is processed before a frame goes out,
-        // so a burst of events costs one write, not one per event. hyper's HTTP/1 client hands
-        // the body one chunk (one event, from most providers) at a time from its connection
-        // task, so "nothing ready" right after a chunk mostly means that task has not run yet.
-        // The body then gives the scheduler a turn before sending. Measured with tokio's
-        // multi-threaded scheduler on one core: after one `yield_now` the next chunk of a burst
-        // had arrived on no event, after two on every event; a turn is therefore two.
+        // so a burst of events costs one write, not one per event. An HTTP/1.1 body reads its
+        // own socket (see `pool`), so "nothing ready" means the socket has nothing. An HTTP/2
+        // body is fed by its connection's task, so "nothing ready" right after data may only
+        // mean that task has not run yet: the body then gives the scheduler a turn before
+        // sending. Measured with tokio's multi-threaded scheduler on one core when HTTP/1.1
+        // bodies were fed the same way: after one `yield_now` the next chunk of a burst had
+        // arrived on no event, after two on every event; a turn is therefore two.
         // Nothing waits for time: a turn that brings nothing sends what is scrubbed at once.
         while !this.done && out.len() < COALESCE_MAX {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Pending if out.is_empty() => return Poll::Pending,
-                Poll::Pending if delivered => {
+                Poll::Pending if delivered && this.upstream.fed_by_another_task() => {
                     this.pending = out;
                     let mut turn: Turn = Box::pin(async {
                         tokio::task::yield_now().await;
@@ -177,7 +176,7 @@ where
     }
 }
 
-impl<B> Drop for SseBody<B> {
+impl Drop for SseBody {
     fn drop(&mut self) {
         // A no-op when the stream already ended; otherwise the client went away.
         self.meter.end(&self.events, StreamEnd::ClientClosed);

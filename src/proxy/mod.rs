@@ -24,6 +24,7 @@ pub mod events;
 pub mod json;
 pub mod meter;
 pub mod policy;
+pub mod pool;
 pub mod privacy;
 pub mod route;
 pub mod sse;
@@ -48,6 +49,7 @@ use self::error::ProxyError;
 use self::events::EventScrubber;
 use self::meter::Meter;
 use self::policy::{RequestPolicy, Scrubbers};
+use self::pool::UpstreamBody;
 use self::route::Endpoint;
 use self::upstream::{strip_hop_by_hop, Upstream};
 use self::usage::{Prices, Usage};
@@ -300,7 +302,7 @@ impl Proxy {
         format: Format,
         (scrubber, scrub): (Scrubber, bool),
         (vault, hide_usage): (Vault, bool),
-        response: Response<hyper::body::Incoming>,
+        response: Response<UpstreamBody>,
         meter: &mut Meter,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = response.into_parts();

@@ -1,5 +1,5 @@
-//! The upstream side: a pooled HTTP/1.1 + HTTP/2 client over rustls, key injection, timeouts
-//! and fallback.
+//! The upstream side: HTTP/1.1 and HTTP/2 over rustls through the connection [`Pool`], key
+//! injection, timeouts and fallback.
 //!
 //! # Rules
 //! - The provider key is injected from a `SecretString` into the header its format uses
@@ -18,15 +18,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use secrecy::ExposeSecret;
 
 use super::error::ProxyError;
 use super::policy::PRIVACY_HEADERS;
+use super::pool::{Pool, UpstreamBody};
 use crate::config::{Config, Format, ProviderKey, Route};
 use crate::dns::Resolver;
 
@@ -76,16 +74,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The pooled client shared by every request.
+/// The client side shared by every request.
 pub struct Upstream {
-    client: HyperClient<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
+    pool: Arc<Pool>,
     first_byte_timeout: Duration,
 }
 
 /// An upstream answer and the route that gave it.
 pub struct Answer {
     /// Response head and body.
-    pub response: Response<Incoming>,
+    pub response: Response<UpstreamBody>,
     /// Index of the route that answered.
     pub route: usize,
 }
@@ -93,7 +91,7 @@ pub struct Answer {
 impl Upstream {
     /// Builds the client. TLS trusts the built-in Mozilla roots; names resolve through a
     /// [`Resolver`] configured now, from the system's resolver configuration, so no lookup reads
-    /// a file later (see [`crate::dns`]).
+    /// a file later (see [`crate::dns`]). Call inside the runtime.
     pub fn new(config: &Config) -> Upstream {
         let mut http = HttpConnector::new_with_resolver(Resolver::from_system());
         http.enforce_http(false);
@@ -120,14 +118,13 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = HyperClient::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.upstream.pool_idle_timeout)
-            .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-            .build(connector);
+        let pool = Pool::new(
+            connector,
+            config.upstream.pool_max_idle_per_host,
+            config.upstream.pool_idle_timeout,
+        );
         Upstream {
-            client,
+            pool,
             first_byte_timeout: config.upstream.first_byte_timeout,
         }
     }
@@ -147,8 +144,7 @@ impl Upstream {
             let route = &config.routes[index];
             let is_last = attempt + 1 == chain.len();
             let request = build(route, method, path_and_query, client_headers, body.clone())?;
-            match tokio::time::timeout(self.first_byte_timeout, self.client.request(request)).await
-            {
+            match tokio::time::timeout(self.first_byte_timeout, self.pool.send(request)).await {
                 Ok(Ok(response)) => {
                     let status = response.status();
                     let retry =
