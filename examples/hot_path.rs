@@ -112,6 +112,8 @@ fn stream(api: Api, recorded: &str, scrubber: &Scrubber, n: usize) {
         // The way the upstream delivers a burst: reads of up to 16 KiB.
         for read in recorded.as_bytes().chunks(16 * 1024) {
             decoder.push(read);
+            // As the stream body does: room for the scrubbed events of this read.
+            out.reserve(read.len() + read.len() / 4);
             while let Ok(Some(item)) = decoder.next() {
                 if let Item::Event(event) = item {
                     events.on_event(event, &mut out);

@@ -24,7 +24,7 @@ use http_body_util::{BodyExt, Full};
 use super::events::EventScrubber;
 use super::meter::{StreamEnd, StreamMeter};
 use super::pool::UpstreamBody;
-use super::sse::{Decoder, Item};
+use super::sse::{self, Decoder, Item};
 
 /// Output gathered from ready upstream data before a frame is handed to the client.
 const COALESCE_MAX: usize = 64 * 1024;
@@ -133,6 +133,10 @@ impl Body for SseBody {
                     let work = this.meter.work_started();
                     if let Ok(data) = frame.into_data() {
                         this.decoder.push(&data);
+                        // Scrubbed events are about as long as the provider's: room for them
+                        // now, so that `out` is not grown (and the old copy wiped) event by
+                        // event.
+                        sse::reserve(&mut out, data.len() + data.len() / 4);
                         if !this.drain(&mut out) {
                             this.done = true;
                             this.meter.end(&this.events, StreamEnd::Failed);

@@ -101,6 +101,8 @@ pub struct EventScrubber {
     text_started: bool,
     /// Reused for delta strings that arrive with JSON escapes.
     unescaped: Zeroizing<String>,
+    /// The last fast event's envelope (see [`delta`]).
+    envelope: Option<delta::Envelope>,
 }
 
 impl EventScrubber {
@@ -123,6 +125,7 @@ impl EventScrubber {
             hide_usage: false,
             text_started: false,
             unescaped: Zeroizing::new(String::new()),
+            envelope: None,
         }
     }
 
@@ -183,6 +186,7 @@ impl EventScrubber {
         }
         let data: &str = &event.data;
         if data.trim() == "[DONE]" {
+            self.envelope = None;
             self.flush_all(out);
             sse::encode(&event, out);
             return;
@@ -194,6 +198,8 @@ impl EventScrubber {
 
     /// Scrubs any event through a JSON tree (see [`Self::on_event`]).
     fn general_event(&mut self, event: Event, out: &mut Vec<u8>) {
+        // The general path may renew the chunk template, on which fast plans depend.
+        self.envelope = None;
         let data: &str = &event.data;
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
             let mut text = String::from(data);

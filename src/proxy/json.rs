@@ -519,6 +519,46 @@ pub(crate) fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
     let mut at = from;
     let mut escaped = false;
     loop {
+        // Most strings of an API body are short keys, ids and deltas: eight bytes at a time up
+        // to the first that may matter, then byte by byte. Past 32 plain bytes the string is
+        // likely long (a prompt), and vector searches take over.
+        let mut words = 0;
+        while let Some(word) = bytes.get(at..at + 8) {
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(word);
+            if notable(u64::from_le_bytes(eight)) {
+                break;
+            }
+            at += 8;
+            words += 1;
+            if words == 4 {
+                return long_string_end(bytes, at, escaped);
+            }
+        }
+        // A word that matters holds a byte that stops this loop (or the input ends first).
+        loop {
+            match *bytes.get(at)? {
+                b'"' => return Some((at, escaped)),
+                b'\\' => {
+                    // The escaped byte is checked like the others; the escape itself is not.
+                    if *bytes.get(at + 1)? < 0x20 {
+                        return None;
+                    }
+                    escaped = true;
+                    at += 2;
+                    break;
+                }
+                0..0x20 => return None,
+                _ => at += 1,
+            }
+        }
+    }
+}
+
+/// [`string_end`] from `at` on, for long strings: the bytes before `at` are known plain.
+fn long_string_end(bytes: &[u8], mut at: usize, mut escaped: bool) -> Option<(usize, bool)> {
+    let checked = at;
+    loop {
         at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
         if bytes[at] == b'"' {
             break;
@@ -526,7 +566,18 @@ pub(crate) fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
         escaped = true;
         at += 2;
     }
-    (!has_control(&bytes[from..at])).then_some((at, escaped))
+    (!has_control(&bytes[checked..at])).then_some((at, escaped))
+}
+
+/// Whether one of the eight bytes in `word` is a quote, a backslash or a control character.
+/// Exact as a yes/no answer (the classic "has a zero byte" and "has a byte below n" tests).
+fn notable(word: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    (below(quote, 1) | below(backslash, 1) | below(word, 0x20)) != 0
 }
 
 /// Whether `bytes` holds a control character (which a JSON string must escape). A branch-free
@@ -624,6 +675,57 @@ mod tests {
             answer["choices"][0]["message"]["content"],
             "Sent to a@b.io."
         );
+    }
+
+    /// `string_end` against the definition: the first unescaped quote, any control byte
+    /// (escaped or not) before it refuses the string.
+    #[test]
+    fn string_end_finds_the_closing_quote_at_every_offset() {
+        fn reference(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
+            let mut at = from;
+            let mut escaped = false;
+            loop {
+                match *bytes.get(at)? {
+                    b'"' => return Some((at, escaped)),
+                    b'\\' => {
+                        escaped = true;
+                        if *bytes.get(at + 1)? < 0x20 {
+                            return None;
+                        }
+                        at += 2;
+                    }
+                    0..0x20 => return None,
+                    _ => at += 1,
+                }
+            }
+        }
+        let alphabet: &[u8] = b"a\"\\\x00\x1f \x7f\xc3\xa9\xff";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 100) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    let pick = (seed >> (i % 48)) as usize;
+                    // Mostly plain bytes, so that the eight-at-a-time loop and the long-string
+                    // search run too.
+                    if pick % 9 == 0 {
+                        alphabet[pick / 9 % alphabet.len()]
+                    } else {
+                        b'a' + (pick % 26) as u8
+                    }
+                })
+                .collect();
+            for from in 0..=bytes.len() {
+                assert_eq!(
+                    string_end(&bytes, from),
+                    reference(&bytes, from),
+                    "{bytes:?} {from}"
+                );
+            }
+        }
     }
 }
 

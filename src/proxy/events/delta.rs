@@ -9,6 +9,11 @@
 //! the delta strings are pushed into their [`StreamScrubber`](crate::scrub::StreamScrubber)s
 //! and the released text is spliced, JSON-escaped, into the original bytes.
 //!
+//! Within one stream the envelope rarely changes: a provider repeats the same id, model and
+//! index around each new piece of text. The bytes around the one delta string of the last fast
+//! event are kept as an [`Envelope`]; a next event that has the same bytes around a well-formed
+//! string gets the same plan without a scan (only the new string is checked).
+//!
 //! # Equivalence with the general path
 //! The result is the JSON the general path ([`EventScrubber`]'s `Value` path) would produce:
 //! the same streams get the same deltas in the same order, and every other string is one the
@@ -280,11 +285,95 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The bytes around the one delta string of a fast event, and where that delta goes.
+///
+/// A plan depends only on the event's data and on state that only the general path changes
+/// (the chunk template), so the general path drops the envelope; so does any event the fast
+/// path declines.
+pub(super) struct Envelope {
+    /// The data before the delta string's inside, then the data after it.
+    bytes: Zeroizing<Vec<u8>>,
+    /// How many of `bytes` come before the delta.
+    prefix: usize,
+    outer: u64,
+    inner: u64,
+    field: Box<str>,
+}
+
+impl Envelope {
+    /// The envelope of `data` if `plan` has one delta and nothing else to do.
+    fn of(data: &str, plan: &Plan<'_>) -> Option<Envelope> {
+        if plan.sequence.is_some() || plan.cut.is_some() {
+            return None;
+        }
+        let mut deltas = plan.deltas.iter().flatten();
+        let delta = deltas.next()?;
+        if deltas.next().is_some() {
+            return None;
+        }
+        let span = delta.text.span();
+        let data = data.as_bytes();
+        let mut bytes = Zeroizing::new(Vec::with_capacity(data.len() - span.len()));
+        bytes.extend_from_slice(&data[..span.start]);
+        bytes.extend_from_slice(&data[span.end..]);
+        Some(Envelope {
+            bytes,
+            prefix: span.start,
+            outer: delta.outer,
+            inner: delta.inner,
+            field: delta.field.into(),
+        })
+    }
+
+    /// The delta string of `data` if `data` is this envelope around a well-formed string (as
+    /// [`Scan::string`] would accept it).
+    fn fits<'a>(&self, data: &'a str) -> Option<Str<'a>> {
+        let bytes = data.as_bytes();
+        let (prefix, suffix) = self.bytes.split_at(self.prefix);
+        let end = bytes.len().checked_sub(suffix.len())?;
+        if end < prefix.len() || !bytes.starts_with(prefix) || !bytes.ends_with(suffix) {
+            return None;
+        }
+        let (close, escaped) = json::string_end(bytes, prefix.len())?;
+        if close != end {
+            return None;
+        }
+        let raw = data.get(prefix.len()..end)?;
+        if escaped {
+            unescape(raw, None)?;
+        }
+        Some(Str {
+            raw,
+            start: prefix.len(),
+            escaped,
+        })
+    }
+}
+
 impl EventScrubber {
     /// Scrubs `event` on the fast path if it has one of the common shapes; `false` (and
     /// nothing done) otherwise.
     pub(super) fn fast_event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         let data: &str = &event.data;
+        if let Some(envelope) = self.envelope.take() {
+            if let Some(text) = envelope.fits(data) {
+                let delta = Delta {
+                    outer: envelope.outer,
+                    inner: envelope.inner,
+                    field: &envelope.field,
+                    text,
+                };
+                let data = data.as_bytes();
+                sse::encode_single_line(event, data.len(), out, |out| {
+                    let span = text.span();
+                    put(out, &data[..span.start]);
+                    self.push_escaped(&delta, out);
+                    put(out, &data[span.end..]);
+                });
+                self.envelope = Some(envelope);
+                return true;
+            }
+        }
         let plan = match self.api {
             Api::Chat | Api::Completions => self.chat_plan(data),
             Api::Responses => self.responses_plan(data),
@@ -296,6 +385,7 @@ impl EventScrubber {
         if let Some(n) = plan.sequence {
             self.sequence = n;
         }
+        let envelope = Envelope::of(data, &plan);
         let data = data.as_bytes();
         sse::encode_single_line(event, data.len(), out, |out| {
             let mut copied = 0;
@@ -316,6 +406,7 @@ impl EventScrubber {
             }
             put(out, &data[copied..]);
         });
+        self.envelope = envelope;
         true
     }
 
@@ -795,8 +886,15 @@ mod tests {
             spaced in any::<bool>(),
             placeholders in any::<bool>(),
             hide_usage in any::<bool>(),
+            uniform in any::<bool>(),
         ) {
-            let texts: Vec<(String, u8)> = texts.into_iter().map(|(p, v)| (p.concat(), v)).collect();
+            // `uniform`: one envelope for the whole stream, as providers send it (the envelope
+            // shortcut then takes every delta event after the first).
+            let first = texts.first().map_or(0, |(_, v)| *v);
+            let texts: Vec<(String, u8)> = texts
+                .into_iter()
+                .map(|(p, v)| (p.concat(), if uniform { first } else { v }))
+                .collect();
             let scrubber = Scrubber::new(&Policy::default()).unwrap();
             let vault = || {
                 let mut vault = Vault::new();
