@@ -295,6 +295,8 @@ pub(super) struct Envelope {
     bytes: Zeroizing<Vec<u8>>,
     /// How many of `bytes` come before the delta.
     prefix: usize,
+    /// A `"usage": null` member to leave out, as a range of `bytes` (see [`Plan::cut`]).
+    cut: Option<Range<usize>>,
     outer: u64,
     inner: u64,
     field: Box<str>,
@@ -303,7 +305,7 @@ pub(super) struct Envelope {
 impl Envelope {
     /// The envelope of `data` if `plan` has one delta and nothing else to do.
     fn of(data: &str, plan: &Plan<'_>) -> Option<Envelope> {
-        if plan.sequence.is_some() || plan.cut.is_some() {
+        if plan.sequence.is_some() {
             return None;
         }
         let mut deltas = plan.deltas.iter().flatten();
@@ -312,6 +314,13 @@ impl Envelope {
             return None;
         }
         let span = delta.text.span();
+        // A member of the top-level object: wholly before or wholly after the delta.
+        let cut = match plan.cut.clone() {
+            None => None,
+            Some(c) if c.end <= span.start => Some(c),
+            Some(c) if c.start >= span.end => Some(c.start - span.len()..c.end - span.len()),
+            Some(_) => return None,
+        };
         let data = data.as_bytes();
         let mut bytes = Zeroizing::new(Vec::with_capacity(data.len() - span.len()));
         bytes.extend_from_slice(&data[..span.start]);
@@ -319,6 +328,7 @@ impl Envelope {
         Some(Envelope {
             bytes,
             prefix: span.start,
+            cut,
             outer: delta.outer,
             inner: delta.inner,
             field: delta.field.into(),
@@ -363,12 +373,26 @@ impl EventScrubber {
                     field: &envelope.field,
                     text,
                 };
-                let data = data.as_bytes();
+                // The data is the envelope's bytes around the delta.
+                let (head, tail) = envelope.bytes.split_at(envelope.prefix);
+                let cut = envelope.cut.clone();
                 sse::encode_single_line(event, data.len(), out, |out| {
-                    let span = text.span();
-                    put(out, &data[..span.start]);
+                    let at = envelope.prefix;
+                    match &cut {
+                        Some(c) if c.start < at => {
+                            put(out, &head[..c.start]);
+                            put(out, &head[c.end..]);
+                        }
+                        _ => put(out, head),
+                    }
                     self.push_escaped(&delta, out);
-                    put(out, &data[span.end..]);
+                    match &cut {
+                        Some(c) if c.start >= at => {
+                            put(out, &tail[..c.start - at]);
+                            put(out, &tail[c.end - at..]);
+                        }
+                        _ => put(out, tail),
+                    }
                 });
                 self.envelope = Some(envelope);
                 return true;
@@ -969,6 +993,13 @@ mod tests {
             plain.on_event(event(first), &mut expected);
             assert!(hiding.fast_event(&event(data), &mut got), "{data}");
             plain.general_event(event(want), &mut expected);
+            // The same envelope again: cut by the envelope shortcut.
+            let (again, want) = (
+                data.replace("\"b\"", "\"cd\""),
+                want.replace("\"b\"", "\"cd\""),
+            );
+            assert!(hiding.fast_event(&event(&again), &mut got), "{again}");
+            plain.general_event(event(&want), &mut expected);
             assert_eq!(decoded(&got), decoded(&expected), "{data}");
         }
     }
