@@ -80,6 +80,8 @@ const HOLD: u8 = 16;
 const B64URL: u8 = 32;
 /// Digits and `@`: the bytes the trigger pass looks for.
 const TRIGGER: u8 = 64;
+/// Word characters: letters, digits and `_`.
+const WORD: u8 = 128;
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -106,6 +108,9 @@ static CLASS: [u8; 256] = {
         }
         if c.is_ascii_digit() || c == b'@' {
             f |= TRIGGER;
+        }
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            f |= WORD;
         }
         // Non-ASCII letters may belong to an e-mail local part.
         if !c.is_ascii() {
@@ -440,10 +445,17 @@ impl<'a> Hay<'a> {
     fn run(&self, i: usize, max: usize, class: Class) -> Result<usize, NeedMore> {
         let b = self.b;
         let stop = i.saturating_add(max).saturating_add(1).min(b.len());
-        let mut j = i;
-        while j < stop && class.has(b[j]) {
-            j += 1;
-        }
+        let j = match class {
+            // Token bodies and JWT segments run for tens or hundreds of bytes.
+            Class::B64Url | Class::Body(_) => i + run_len(&b[i..stop], |c| class.has(c)),
+            _ => {
+                let mut j = i;
+                while j < stop && class.has(b[j]) {
+                    j += 1;
+                }
+                j
+            }
+        };
         if j >= b.len() && j - i <= max && !self.eof {
             return Err(NeedMore(Some(Wait {
                 class,
@@ -1465,6 +1477,9 @@ impl Engine {
                             self.on_ipv6(h, t, &mut state.ipv6, &mut out);
                         }
                         self.on_iban(h, t, &mut out);
+                        if !ipv6_char(p) {
+                            i = glued_word_end(h, t).unwrap_or(i);
+                        }
                     }
                     _ => self.on_digit(h, t, &mut state.ipv6, &mut out),
                 }
@@ -1793,6 +1808,40 @@ fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
 #[inline]
 pub(crate) fn may_hold(c: u8) -> bool {
     is(c, HOLD)
+}
+
+/// End of the word around the digit at `t`, glued to a letter that is not a hex digit (or to
+/// `_`), when the trigger pass may skip to it: no later digit run of the word starts anything.
+///
+/// Such a run has a word character before it, so it may only start an IPv6 address or an IBAN
+/// (see [`Engine::triggers`]). An IBAN needs the two letters before the run to open the word,
+/// and they do not: the letter before `t` stands before them. The walk back of an address
+/// ([`ipv6_start`]) stops at that letter at the latest, a word character that glues the address
+/// ([`ipv6_glued`]), and whatever [`Ipv6Walk`] remembers, the start it gives is glued too. So
+/// these runs would only move the walk's state, which the next digit after the word does not
+/// read when a byte that cannot be part of an address (not `:`) ends the word. A word that
+/// reaches the end of an unfinished window is not skipped: the window may grow it.
+#[inline(always)]
+fn glued_word_end(h: &Hay<'_>, t: usize) -> Option<usize> {
+    let b = h.b;
+    let e = t + run_len(&b[t..], |c| is(c, WORD));
+    match b.get(e) {
+        Some(&c) => (c != b':').then_some(e),
+        None => h.eof.then_some(e),
+    }
+}
+
+/// Length of the run of bytes of `b` in `class` from its start, looked at eight bytes per branch.
+#[inline(always)]
+fn run_len(b: &[u8], class: impl Fn(u8) -> bool) -> usize {
+    let mut n = 0;
+    for chunk in b.chunks_exact(8) {
+        if !chunk.iter().fold(true, |all, &c| all & class(c)) {
+            break;
+        }
+        n += 8;
+    }
+    n + b[n..].iter().take_while(|&&c| class(c)).count()
 }
 
 /// Position of the next digit or `@` at or after `from`.
