@@ -242,20 +242,25 @@ pub(crate) fn iban_length(country: [u8; 2]) -> Option<u8> {
 /// incrementally. Returns `true` iff the remainder is 1. Any byte that is not
 /// an ASCII letter or digit, or a length below 5, yields `false`.
 pub(crate) fn iban_mod97(iban: &[u8]) -> bool {
+    /// Reduced only once it reaches this: a further letter keeps it below `u64::MAX`.
+    const REDUCE_AT: u64 = 1 << 56;
     if iban.len() < 5 {
         return false;
     }
     let (head, tail) = iban.split_at(4);
-    let mut rem: u32 = 0;
+    let mut rem: u64 = 0;
     for &b in tail.iter().chain(head) {
         rem = match b {
-            b'0'..=b'9' => (rem * 10 + u32::from(b - b'0')) % 97,
-            b'A'..=b'Z' => (rem * 100 + u32::from(b - b'A') + 10) % 97,
-            b'a'..=b'z' => (rem * 100 + u32::from(b - b'a') + 10) % 97,
+            b'0'..=b'9' => rem * 10 + u64::from(b - b'0'),
+            b'A'..=b'Z' => rem * 100 + u64::from(b - b'A') + 10,
+            b'a'..=b'z' => rem * 100 + u64::from(b - b'a') + 10,
             _ => return false,
         };
+        if rem >= REDUCE_AT {
+            rem %= 97;
+        }
     }
-    rem == 1
+    rem % 97 == 1
 }
 
 // ---------------------------------------------------------------------------
