@@ -123,6 +123,26 @@ pub(crate) fn dropped(style: Style, text: &str, vault: &mut Vault) {
 
 /// `****-****-****-1111`: letters and digits become `*` but for the last four of a long value.
 fn mask(original: &str, out: &mut String) {
+    if original.is_ascii() {
+        // The common case (a card number), byte by byte.
+        let b = original.as_bytes();
+        let total = b.iter().filter(|c| c.is_ascii_alphanumeric()).count();
+        let mut hide = if total >= KEEP_LAST_MIN {
+            total - KEEP_LAST
+        } else {
+            total
+        };
+        out.reserve(b.len());
+        out.extend(b.iter().map(|&c| {
+            if hide > 0 && c.is_ascii_alphanumeric() {
+                hide -= 1;
+                '*'
+            } else {
+                char::from(c)
+            }
+        }));
+        return;
+    }
     let total = original.chars().filter(|c| c.is_alphanumeric()).count();
     let keep_from = if total >= KEEP_LAST_MIN {
         total - KEEP_LAST
