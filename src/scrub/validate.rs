@@ -529,7 +529,7 @@ pub(crate) fn jwt_header_ok(segment: &[u8]) -> bool {
     decoded.len() >= 2
         && decoded.first() == Some(&b'{')
         && decoded.last() == Some(&b'}')
-        && decoded.windows(5).any(|w| w == b"\"alg\"")
+        && (0..decoded.len()).any(|i| decoded[i] == b'"' && decoded[i..].starts_with(b"\"alg\""))
 }
 
 // ---------------------------------------------------------------------------
@@ -601,7 +601,12 @@ fn ipv6_groups(s: &[u8], mut i: usize, limit: usize) -> (usize, bool, usize) {
             }
             j += 1;
         }
-        if n + 1 < limit {
+        // An IPv4 address has a `.` right after its first octet: without one, [`ipv4_at`] would
+        // answer `None`.
+        let first_octet = s.get(j..).unwrap_or_default().iter().take(4);
+        let dotted =
+            s.get(j + first_octet.take_while(|c| c.is_ascii_digit()).count()) == Some(&b'.');
+        if n + 1 < limit && dotted {
             if let Some(e) = ipv4_at(s, j) {
                 return (n + 2, true, e);
             }
@@ -1022,7 +1027,8 @@ mod tests {
             decoded.len() >= 2
                 && decoded[0] == b'{'
                 && decoded[decoded.len() - 1] == b'}'
-                && decoded.windows(5).any(|w| w == b"\"alg\"")
+                && (0..decoded.len())
+                    .any(|i| decoded[i] == b'"' && decoded[i..].starts_with(b"\"alg\""))
         }
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let header = b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
