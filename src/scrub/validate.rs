@@ -489,8 +489,15 @@ pub(crate) fn jwt_header_ok(segment: &[u8]) -> bool {
         return false;
     }
 
-    // Four characters at a time: a JWT is decoded at each of its `eyJ` segments, the payload
-    // included. Only a leftover of two or three characters takes the slow road.
+    // Decoded, `"alg"` fills a whole group of four characters, whichever of the three places
+    // in a group of three bytes it starts at: `"al`, `lg"` or `alg`. A segment without one of
+    // those groups (the payload of a JWT, also met at its `eyJ`) is not decoded.
+    let alg_group = |q: &[u8]| q == b"ImFs" || q == b"bGci" || q == b"YWxn";
+    if !body.chunks_exact(4).any(alg_group) {
+        return false;
+    }
+
+    // Four characters at a time. Only a leftover of two or three characters takes the slow road.
     let mut buf = [0u8; JWT_MAX_SEGMENT / 4 * 3];
     let mut out = 0;
     let mut quads = body.chunks_exact(4);
@@ -1027,8 +1034,7 @@ mod tests {
             decoded.len() >= 2
                 && decoded[0] == b'{'
                 && decoded[decoded.len() - 1] == b'}'
-                && (0..decoded.len())
-                    .any(|i| decoded[i] == b'"' && decoded[i..].starts_with(b"\"alg\""))
+                && decoded.windows(5).any(|w| w == b"\"alg\"")
         }
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let header = b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
@@ -1051,6 +1057,41 @@ mod tests {
                     segment.extend_from_slice(&b"=="[..(rng >> 16) as usize % 3]);
                 }
                 assert_eq!(jwt_header_ok(&segment), plain(&segment), "{segment:?}");
+            }
+        }
+    }
+
+    /// `"alg"` is found wherever it starts in a group of three decoded bytes, and near misses
+    /// are not taken for it.
+    #[test]
+    fn jwt_header_finds_alg_at_every_offset() {
+        fn encode(bytes: &[u8]) -> Vec<u8> {
+            const ALPHABET: &[u8] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let mut out = Vec::new();
+            for chunk in bytes.chunks(3) {
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+                for k in 0..=chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * k) & 63) as usize]);
+                }
+            }
+            out
+        }
+        let keys: &[&[u8]] = &[b"\"alg\"", b"\"alG\"", b"\"al\"", b"alg", b"\"typ\""];
+        for pad in 0..7 {
+            for key in keys {
+                for tail in [&b""[..], b":1", b" ", b":\"none\"} "] {
+                    let mut json = b"{".to_vec();
+                    json.extend(std::iter::repeat_n(b' ', pad));
+                    json.extend_from_slice(key);
+                    json.extend_from_slice(tail);
+                    json.push(b'}');
+                    let want = json.windows(5).any(|w| w == b"\"alg\"");
+                    assert_eq!(jwt_header_ok(&encode(&json)), want, "{json:?}");
+                }
             }
         }
     }
