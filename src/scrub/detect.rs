@@ -1853,6 +1853,7 @@ fn glued_run_end(h: &Hay<'_>, i: usize) -> usize {
 fn alnum_run<const DASH: bool, const UNDERSCORE: bool, const DOT: bool>(b: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const CASE: u64 = 0x2020_2020_2020_2020;
     // The high bit of every byte in `lo..=hi`, for bytes below 0x80: adding `0x80 - lo` sets it
     // from `lo` on, adding `0x7f - hi` from past `hi` on, and neither carries into the next byte.
     let within = |v: u64, lo: u8, hi: u8| {
@@ -1867,7 +1868,7 @@ fn alnum_run<const DASH: bool, const UNDERSCORE: bool, const DOT: bool>(b: &[u8]
         let x = u64::from_le_bytes(word);
         let low = x & !HIGHS;
         // Setting 0x20 folds upper-case letters onto lower-case ones, and nothing else onto them.
-        let mut inside = within(low, b'0', b'9') | within(low | ONES * 0x20, b'a', b'z');
+        let mut inside = within(low, b'0', b'9') | within(low | CASE, b'a', b'z');
         if DASH {
             inside |= within(low, b'-', b'-');
         }
