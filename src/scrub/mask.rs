@@ -106,11 +106,23 @@ pub(crate) fn write(kind: Kind, style: Style, original: &str, vault: &mut Vault,
             let _ = write!(out, "[{}_{}]", kind.label(), n);
         }
         Style::Mask if kind != Kind::PrivateKey => mask(original, out),
-        Style::Mask | Style::Label => {
-            out.push('[');
-            out.push_str(kind.label());
-            out.push(']');
-        }
+        Style::Mask | Style::Label => out.push_str(bracketed(kind)),
+    }
+}
+
+/// The typed label of `kind` in its brackets (`[EMAIL]`), written with one copy.
+fn bracketed(kind: Kind) -> &'static str {
+    match kind {
+        Kind::CreditCard => "[CREDIT_CARD]",
+        Kind::Ssn => "[SSN]",
+        Kind::Email => "[EMAIL]",
+        Kind::Phone => "[PHONE]",
+        Kind::IpAddress => "[IP_ADDRESS]",
+        Kind::Iban => "[IBAN]",
+        Kind::ApiKey => "[API_KEY]",
+        Kind::Jwt => "[JWT]",
+        Kind::PrivateKey => "[PRIVATE_KEY]",
+        Kind::Dictionary => "[TERM]",
     }
 }
 
@@ -123,6 +135,39 @@ pub(crate) fn dropped(style: Style, text: &str, vault: &mut Vault) {
 
 /// `****-****-****-1111`: letters and digits become `*` but for the last four of a long value.
 fn mask(original: &str, out: &mut String) {
+    /// Longest value masked in a buffer on the stack; a card number with separators fits.
+    const SHORT: usize = 64;
+    let b = original.as_bytes();
+    if b.len() <= SHORT && original.is_ascii() {
+        // The common case (a card number), byte by byte: `is_alphanumeric` on an ASCII `char`
+        // is `is_ascii_alphanumeric`. Every letter and digit is hidden, then the last four shown
+        // again if the value is long enough.
+        let mut buf = [0u8; SHORT];
+        let mut total = 0;
+        for (slot, &c) in buf.iter_mut().zip(b) {
+            let hide = c.is_ascii_alphanumeric();
+            total += usize::from(hide);
+            *slot = if hide { b'*' } else { c };
+        }
+        let masked = &mut buf[..b.len()];
+        if total >= KEEP_LAST_MIN {
+            let mut show = KEEP_LAST;
+            for (slot, &c) in masked.iter_mut().zip(b).rev() {
+                if show == 0 {
+                    break;
+                }
+                if c.is_ascii_alphanumeric() {
+                    *slot = c;
+                    show -= 1;
+                }
+            }
+        }
+        // ASCII in, ASCII out: always `Ok`.
+        if let Ok(masked) = std::str::from_utf8(masked) {
+            out.push_str(masked);
+            return;
+        }
+    }
     let total = original.chars().filter(|c| c.is_alphanumeric()).count();
     let keep_from = if total >= KEEP_LAST_MIN {
         total - KEEP_LAST
@@ -137,5 +182,38 @@ fn mask(original: &str, out: &mut String) {
         } else {
             out.push(c);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bracketed_labels_are_the_labels_in_brackets() {
+        for kind in Kind::ALL {
+            assert_eq!(bracketed(kind), format!("[{}]", kind.label()));
+        }
+    }
+
+    #[test]
+    fn masks_ascii_and_unicode_alike() {
+        let cases = [
+            ("4111 1111 1111 1111", "**** **** **** 1111"),
+            ("4111111111111111", "************1111"),
+            ("123-45-6789", "***-**-****"),
+            ("12345", "*****"),
+            ("", ""),
+            ("müller@example.de", "******@*****le.de"),
+        ];
+        for (original, want) in cases {
+            let mut out = String::new();
+            mask(original, &mut out);
+            assert_eq!(out, want, "{original}");
+        }
+        let long = "a".repeat(100) + "-1234";
+        let mut out = String::new();
+        mask(&long, &mut out);
+        assert_eq!(out, "*".repeat(100) + "-1234");
     }
 }

@@ -199,6 +199,37 @@ const REGRESSIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Digit runs glued into words, which the trigger pass skips once a letter that is not a hex
+/// digit glues them (see `glued_run_end`): nothing in such a word is found, and what follows it
+/// still is, also when the word ends at a `:` that may go on into an address.
+const GLUED: &[(&str, &str)] = &[
+    ("tok9xDE89370400440532013000", "tok9xDE89370400440532013000"),
+    (
+        "x9g2DE89370400440532013000 and g9 GB82WEST12345698765432",
+        "x9g2DE89370400440532013000 and g9 [IBAN]",
+    ),
+    ("g1 DE89 3704 0044 0532 0130 00", "g1 [IBAN]"),
+    ("abc1def2 10.0.0.1", "abc1def2 [IP_ADDRESS]"),
+    ("q1w2e3:10.0.0.1", "q1w2e3:[IP_ADDRESS]"),
+    ("zz12ab34:2001:db8::1", "zz12ab34:2001:db8::1"),
+    ("g12ab34:fe80::1 ok", "g12ab34:fe80::1 ok"),
+    ("id_7fe80::1", "id_7fe80::1"),
+    ("k1x2y3-4111111111111111", "k1x2y3-4111111111111111"),
+    (
+        "v2 (415) 555-0132, u32 123-45-6789",
+        "v2 [PHONE], u32 [SSN]",
+    ),
+    (
+        "z9a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0:1::2",
+        "z9a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0:1::2",
+    ),
+];
+
+#[test]
+fn glued_words() {
+    check(GLUED);
+}
+
 #[test]
 fn regressions() {
     check(REGRESSIONS);

@@ -242,20 +242,25 @@ pub(crate) fn iban_length(country: [u8; 2]) -> Option<u8> {
 /// incrementally. Returns `true` iff the remainder is 1. Any byte that is not
 /// an ASCII letter or digit, or a length below 5, yields `false`.
 pub(crate) fn iban_mod97(iban: &[u8]) -> bool {
+    /// Reduced only once it reaches this: a further letter keeps it below `u64::MAX`.
+    const REDUCE_AT: u64 = 1 << 56;
     if iban.len() < 5 {
         return false;
     }
     let (head, tail) = iban.split_at(4);
-    let mut rem: u32 = 0;
+    let mut rem: u64 = 0;
     for &b in tail.iter().chain(head) {
         rem = match b {
-            b'0'..=b'9' => (rem * 10 + u32::from(b - b'0')) % 97,
-            b'A'..=b'Z' => (rem * 100 + u32::from(b - b'A') + 10) % 97,
-            b'a'..=b'z' => (rem * 100 + u32::from(b - b'a') + 10) % 97,
+            b'0'..=b'9' => rem * 10 + u64::from(b - b'0'),
+            b'A'..=b'Z' => rem * 100 + u64::from(b - b'A') + 10,
+            b'a'..=b'z' => rem * 100 + u64::from(b - b'a') + 10,
             _ => return false,
         };
+        if rem >= REDUCE_AT {
+            rem %= 97;
+        }
     }
-    rem == 1
+    rem % 97 == 1
 }
 
 // ---------------------------------------------------------------------------
@@ -484,8 +489,15 @@ pub(crate) fn jwt_header_ok(segment: &[u8]) -> bool {
         return false;
     }
 
-    // Four characters at a time: a JWT is decoded at each of its `eyJ` segments, the payload
-    // included. Only a leftover of two or three characters takes the slow road.
+    // Decoded, `"alg"` fills a whole group of four characters, whichever of the three places
+    // in a group of three bytes it starts at: `"al`, `lg"` or `alg`. A segment without one of
+    // those groups (the payload of a JWT, also met at its `eyJ`) is not decoded.
+    let alg_group = |q: &[u8]| q == b"ImFs" || q == b"bGci" || q == b"YWxn";
+    if !body.chunks_exact(4).any(alg_group) {
+        return false;
+    }
+
+    // Four characters at a time. Only a leftover of two or three characters takes the slow road.
     let mut buf = [0u8; JWT_MAX_SEGMENT / 4 * 3];
     let mut out = 0;
     let mut quads = body.chunks_exact(4);
@@ -524,7 +536,7 @@ pub(crate) fn jwt_header_ok(segment: &[u8]) -> bool {
     decoded.len() >= 2
         && decoded.first() == Some(&b'{')
         && decoded.last() == Some(&b'}')
-        && decoded.windows(5).any(|w| w == b"\"alg\"")
+        && (0..decoded.len()).any(|i| decoded[i] == b'"' && decoded[i..].starts_with(b"\"alg\""))
 }
 
 // ---------------------------------------------------------------------------
@@ -596,7 +608,12 @@ fn ipv6_groups(s: &[u8], mut i: usize, limit: usize) -> (usize, bool, usize) {
             }
             j += 1;
         }
-        if n + 1 < limit {
+        // An IPv4 address has a `.` right after its first octet: without one, [`ipv4_at`] would
+        // answer `None`.
+        let first_octet = s.get(j..).unwrap_or_default().iter().take(4);
+        let dotted =
+            s.get(j + first_octet.take_while(|c| c.is_ascii_digit()).count()) == Some(&b'.');
+        if n + 1 < limit && dotted {
             if let Some(e) = ipv4_at(s, j) {
                 return (n + 2, true, e);
             }
@@ -1040,6 +1057,41 @@ mod tests {
                     segment.extend_from_slice(&b"=="[..(rng >> 16) as usize % 3]);
                 }
                 assert_eq!(jwt_header_ok(&segment), plain(&segment), "{segment:?}");
+            }
+        }
+    }
+
+    /// `"alg"` is found wherever it starts in a group of three decoded bytes, and near misses
+    /// are not taken for it.
+    #[test]
+    fn jwt_header_finds_alg_at_every_offset() {
+        fn encode(bytes: &[u8]) -> Vec<u8> {
+            const ALPHABET: &[u8] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let mut out = Vec::new();
+            for chunk in bytes.chunks(3) {
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+                for k in 0..=chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * k) & 63) as usize]);
+                }
+            }
+            out
+        }
+        let keys: &[&[u8]] = &[b"\"alg\"", b"\"alG\"", b"\"al\"", b"alg", b"\"typ\""];
+        for pad in 0..7 {
+            for key in keys {
+                for tail in [&b""[..], b":1", b" ", b":\"none\"} "] {
+                    let mut json = b"{".to_vec();
+                    json.extend(std::iter::repeat_n(b' ', pad));
+                    json.extend_from_slice(key);
+                    json.extend_from_slice(tail);
+                    json.push(b'}');
+                    let want = json.windows(5).any(|w| w == b"\"alg\"");
+                    assert_eq!(jwt_header_ok(&encode(&json)), want, "{json:?}");
+                }
             }
         }
     }
