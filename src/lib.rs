@@ -39,3 +39,12 @@ pub mod proxy;
 pub mod sandbox;
 pub mod scrub;
 pub mod server;
+
+/// One step of a xorshift64 generator: the tests' cheap, reproducible source of random inputs.
+#[cfg(test)]
+pub(crate) fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}

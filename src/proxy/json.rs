@@ -702,9 +702,7 @@ mod tests {
         let alphabet: &[u8] = b"a\"\\\x00\x1f \x7f\xc3\xa9\xff";
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..20_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            crate::xorshift(&mut seed);
             let len = (seed % 100) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|i| {

@@ -1989,9 +1989,7 @@ mod tests {
         }
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         for _ in 0..20_000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
+            crate::xorshift(&mut rng);
             let len = (rng % 40) as usize;
             let inside = 1 + (rng >> 8) % 30;
             let b: Vec<u8> = (0..len)
@@ -2043,9 +2041,7 @@ mod tests {
         const BYTES: &[u8] = b"09@/:;?A`az \xc3\xa9-";
         let mut rng = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..20_000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
+            crate::xorshift(&mut rng);
             let len = (rng % 90) as usize;
             let density = 1 + (rng >> 8) % 40;
             let b: Vec<u8> = (0..len)

@@ -1041,9 +1041,7 @@ mod tests {
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         for len in 0..=40 {
             for round in 0..200 {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
+                crate::xorshift(&mut rng);
                 let mut segment: Vec<u8> = header.iter().copied().cycle().take(len).collect();
                 let at = (rng % 41) as usize;
                 if at < len {
@@ -1157,9 +1155,7 @@ mod tests {
         const ALPHABET: &[u8] = b"0f1:.2";
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         for _ in 0..200_000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
+            crate::xorshift(&mut rng);
             let len = (rng % 16) as usize;
             let s: Vec<u8> = (0..len)
                 .map(|k| ALPHABET[((rng >> (4 + 3 * k)) % ALPHABET.len() as u64) as usize])
