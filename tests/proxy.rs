@@ -1068,13 +1068,17 @@ fn held_text_is_flushed_in_one_extra_delta_right_before_the_event_that_ends_its_
     );
 }
 
-/// A bare HTTP/1.1 provider on 127.0.0.1 that counts the connections it accepts. It answers every
+/// A bare HTTP/1.1 provider on 127.0.0.1 that counts the connections it accepts, and Lethe in
+/// front of it. It answers every
 /// request with a small chat completion, or with a short SSE stream when the request asks for
 /// one; with `close_after_answer` it closes each connection right after its answer without
 /// saying so (as a provider whose keep-alive timer ran out while the connection sat idle).
 fn counting_provider(
     close_after_answer: bool,
-) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+) -> (
+    support::Proc,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1131,22 +1135,26 @@ fn counting_provider(
             });
         }
     });
-    (addr, accepted)
+    let upstream = format!("http://{addr}");
+    let (l, _) = lethe(None, &["--openai-upstream", &upstream], &[]);
+    (l, accepted)
+}
+
+/// A chat request through `l`, which must succeed.
+fn chat_through(l: &support::Proc, stream: bool) -> support::Reply {
+    let body =
+        json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+    let reply = post(&l.addr, "/v1/chat/completions", &[], &body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply
 }
 
 #[test]
 fn upstream_connections_are_reused_once_their_answer_was_read_to_the_end() {
     use std::sync::atomic::Ordering;
-    let (upstream, accepted) = counting_provider(false);
-    let (l, _f) = lethe(
-        None,
-        &["--openai-upstream", &format!("http://{upstream}")],
-        &[],
-    );
+    let (l, accepted) = counting_provider(false);
     for stream in [false, true, false, true, true, false] {
-        let body = json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
-        let reply = post(&l.addr, "/v1/chat/completions", &[], &body);
-        assert_eq!(reply.status, 200, "{}", reply.text());
+        let reply = chat_through(&l, stream);
         if stream {
             assert!(reply.text().contains("three"), "{}", reply.text());
             assert!(reply.text().contains("[DONE]"), "{}", reply.text());
@@ -1164,16 +1172,9 @@ fn upstream_connections_are_reused_once_their_answer_was_read_to_the_end() {
 #[test]
 fn an_idle_connection_the_provider_closed_is_not_used_again() {
     use std::sync::atomic::Ordering;
-    let (upstream, accepted) = counting_provider(true);
-    let (l, _f) = lethe(
-        None,
-        &["--openai-upstream", &format!("http://{upstream}")],
-        &[],
-    );
+    let (l, accepted) = counting_provider(true);
     for stream in [false, true, false, true] {
-        let body = json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
-        let reply = post(&l.addr, "/v1/chat/completions", &[], &body);
-        assert_eq!(reply.status, 200, "{}", reply.text());
+        chat_through(&l, stream);
         // The provider's close reaches Lethe while the connection sits idle.
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

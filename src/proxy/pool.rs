@@ -132,7 +132,11 @@ impl Pool {
         mut request: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, Unanswered> {
         let origin = Origin::of(request.uri()).ok_or(Unanswered)?;
-        if let Some(sender) = self.shared_sender(&origin) {
+        // Plain HTTP is HTTP/1.1 only (HTTP/2 comes from TLS negotiation).
+        let shared = (origin.scheme == Scheme::HTTPS)
+            .then(|| self.shared_sender(&origin))
+            .flatten();
+        if let Some(sender) = shared {
             return send_http2(sender, request).await;
         }
         let absolute = request.uri().clone();
