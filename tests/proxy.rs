@@ -1068,27 +1068,33 @@ fn held_text_is_flushed_in_one_extra_delta_right_before_the_event_that_ends_its_
     );
 }
 
+/// What a bare provider sends for one request: the bytes, and whether it then closes the
+/// connection without saying so.
+type Script = dyn Fn(usize, bool) -> (Vec<u8>, bool) + Send + Sync;
+
 /// A bare HTTP/1.1 provider on 127.0.0.1 that counts the connections it accepts, and Lethe in
-/// front of it. It answers every
-/// request with a small chat completion, or with a short SSE stream when the request asks for
-/// one; with `close_after_answer` it closes each connection right after its answer without
-/// saying so (as a provider whose keep-alive timer ran out while the connection sat idle).
-fn counting_provider(
-    close_after_answer: bool,
+/// front of it. `script` gets the request's number (from 0, over all connections) and whether
+/// it asked for a stream, and says what to answer.
+fn raw_provider(
+    script: Box<Script>,
 ) -> (
     support::Proc,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
+    let served = Arc::new(AtomicUsize::new(0));
+    let script: Arc<Script> = Arc::from(script);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
             counter.fetch_add(1, Ordering::SeqCst);
+            let (served, script) = (served.clone(), script.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut writer = stream;
@@ -1112,23 +1118,8 @@ fn counting_provider(
                     let mut body = vec![0; length];
                     reader.read_exact(&mut body).unwrap();
                     let streamed = String::from_utf8_lossy(&body).contains("\"stream\":true");
-                    let answer = if streamed {
-                        let mut chunks = String::new();
-                        for word in ["one ", "two ", "three"] {
-                            let event = format!(
-                                "data: {}\n\n",
-                                json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}]})
-                            );
-                            chunks.push_str(&format!("{:x}\r\n{event}\r\n", event.len()));
-                        }
-                        let done = "data: [DONE]\n\n";
-                        chunks.push_str(&format!("{:x}\r\n{done}\r\n0\r\n\r\n", done.len()));
-                        format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{chunks}")
-                    } else {
-                        let json = json!({"id": "c", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}]}).to_string();
-                        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}", json.len())
-                    };
-                    if writer.write_all(answer.as_bytes()).is_err() || close_after_answer {
+                    let (answer, close) = script(served.fetch_add(1, Ordering::SeqCst), streamed);
+                    if writer.write_all(&answer).is_err() || close {
                         return;
                     }
                 }
@@ -1138,6 +1129,51 @@ fn counting_provider(
     let upstream = format!("http://{addr}");
     let (l, _) = lethe(None, &["--openai-upstream", &upstream], &[]);
     (l, accepted)
+}
+
+/// The SSE events of a short chat stream saying "one two three", then `[DONE]`.
+fn three_events() -> Vec<String> {
+    let mut events: Vec<String> = ["one ", "two ", "three"]
+        .iter()
+        .map(|word| {
+            format!(
+                "data: {}\n\n",
+                json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}]})
+            )
+        })
+        .collect();
+    events.push("data: [DONE]\n\n".to_owned());
+    events
+}
+
+/// A small chat completion saying "fine".
+fn fine_json() -> String {
+    json!({"id": "c", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}]}).to_string()
+}
+
+/// `raw_provider` answering every request with [`fine_json`], or with [`three_events`] chunked
+/// one event per chunk when the request asks for a stream; with `close_after_answer` it closes
+/// each connection right after its answer (as a provider whose keep-alive timer ran out while
+/// the connection sat idle).
+fn counting_provider(
+    close_after_answer: bool,
+) -> (
+    support::Proc,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    raw_provider(Box::new(move |_, streamed| {
+        let answer = if streamed {
+            let chunks: String = three_events()
+                .iter()
+                .map(|event| format!("{:x}\r\n{event}\r\n", event.len()))
+                .collect();
+            format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{chunks}0\r\n\r\n")
+        } else {
+            let json = fine_json();
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}", json.len())
+        };
+        (answer.into_bytes(), close_after_answer)
+    }))
 }
 
 /// A chat request through `l`, which must succeed.
@@ -1183,4 +1219,77 @@ fn an_idle_connection_the_provider_closed_is_not_used_again() {
         4,
         "a new connection for every request"
     );
+}
+
+#[test]
+fn upstream_http1_framing_is_read_strictly() {
+    use std::sync::atomic::Ordering;
+    let json = fine_json();
+    let sse = three_events().concat();
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n";
+    // (what the provider sends, whether it closes, what the client must get, whether the
+    // connection may serve the next request)
+    let cases: Vec<(String, bool, Option<&str>, bool)> = vec![
+        // An interim answer first.
+        (format!("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{json}", json.len()), false, Some("fine"), true),
+        // HTTP/1.0, no length: the body runs to the close.
+        (format!("HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{json}"), true, Some("fine"), false),
+        // Every event in one chunk, with an extension and trailers.
+        (format!("{head}transfer-encoding: chunked\r\n\r\n{:x};ext=1\r\n{sse}\r\n0\r\nx-t: 1\r\n\r\n", sse.len()), false, Some("one two three"), true),
+        // Chunks cut across events; a length beside the coding forbids reuse.
+        (format!("{head}content-length: 3\r\ntransfer-encoding: chunked\r\n\r\n7\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n", &sse[..7], sse.len() - 7, &sse[7..]), false, Some("one two three"), false),
+        // Asked to close.
+        (format!("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{json}", json.len()), true, Some("fine"), false),
+        // A body shorter than its length, a broken head, a broken chunk: 502, never the text.
+        (format!("HTTP/1.1 200 OK\r\ncontent-length: 900\r\n\r\n{json}"), true, None, false),
+        (format!("HTTP/1.1 200 OK\r\nbad header\r\ncontent-length: {}\r\n\r\n{json}", json.len()), true, None, false),
+        ("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n".to_owned(), true, None, false),
+    ];
+    let script: Vec<(Vec<u8>, bool)> = cases
+        .iter()
+        .map(|(wire, close, ..)| (wire.clone().into_bytes(), *close))
+        .collect();
+    let (l, accepted) = raw_provider(Box::new(move |n, _| script[n].clone()));
+    let mut connections = 1;
+    for (i, (_, _, want, reused)) in cases.iter().enumerate() {
+        let stream = want.is_some_and(|w| w.contains("three"));
+        let body = json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+        let reply = post(&l.addr, "/v1/chat/completions", &[], &body);
+        match want {
+            Some(text) if stream => {
+                assert_eq!(reply.status, 200, "case {i}");
+                let said: String = reply
+                    .text()
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data: "))
+                    .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+                    .filter_map(|v| {
+                        v["choices"][0]["delta"]["content"]
+                            .as_str()
+                            .map(str::to_owned)
+                    })
+                    .collect();
+                assert_eq!(said, *text, "case {i}");
+                assert!(reply.text().contains("[DONE]"), "case {i}");
+            }
+            Some(text) => {
+                assert_eq!(reply.status, 200, "case {i}: {}", reply.text());
+                assert_eq!(
+                    reply.json()["choices"][0]["message"]["content"],
+                    *text,
+                    "case {i}"
+                );
+            }
+            None => {
+                assert_eq!(reply.status, 502, "case {i}");
+                assert!(!reply.text().contains("fine"), "case {i}");
+            }
+        }
+        // Give a close time to reach Lethe, then count the connections used so far.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(accepted.load(Ordering::SeqCst), connections, "case {i}");
+        if !reused {
+            connections += 1;
+        }
+    }
 }

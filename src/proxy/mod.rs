@@ -21,6 +21,7 @@
 pub mod body;
 pub mod error;
 pub mod events;
+pub mod h1;
 pub mod json;
 pub mod meter;
 pub mod policy;

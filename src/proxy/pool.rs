@@ -4,12 +4,12 @@
 //! # Why not hyper's pooled client
 //! hyper's pooled client runs every connection as a separate task and hands the response body
 //! over through a one-chunk channel. Providers send one SSE event per chunk, so every event
-//! cost a wake-up of that task and a scheduler turn before the body saw it. Here the body
-//! drives its HTTP/1.1 connection itself: when the body has nothing, it polls the
-//! connection, which decodes the next chunk from what it has read. A burst of events is then
-//! processed in one go, with no task switch. hyper still does all the HTTP parsing. HTTP/2
-//! carries many requests per connection, so its connection keeps its own task. hyper buffers
-//! each stream's received data, so a body reads a burst without waiting on that task.
+//! cost a wake-up of that task and a scheduler turn before the body saw it. Here an HTTP/1.1
+//! body reads its connection itself ([`h1`](super::h1)), and each of its frames is everything
+//! one socket read brought: a burst of events is processed in one go, with no task switch.
+//! HTTP/2 carries many requests per connection, so its connection (hyper's) keeps its own task;
+//! hyper buffers each stream's received data, so a body reads a burst without waiting on that
+//! task.
 //!
 //! # Rules
 //! - A connection returns to the pool only once its response body was read to the end. A body
@@ -23,34 +23,30 @@
 //!   connection. A request that was written is never sent twice.
 
 use std::collections::HashMap;
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper::client::conn::http2;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tower_service::Service;
 
+use super::h1::{self, Broken, SendError};
 use crate::dns::Resolver;
 
 /// Makes TCP connections, with TLS for `https` origins.
 pub type Connector = HttpsConnector<HttpConnector<Resolver>>;
 
-type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
-type H1Sender = http1::SendRequest<Full<Bytes>>;
-type H1Conn = http1::Connection<Io, Full<Bytes>>;
 type H2Sender = http2::SendRequest<Full<Bytes>>;
 
 /// Scheme and authority: what a connection can be reused for.
@@ -60,23 +56,8 @@ struct Origin {
     authority: Authority,
 }
 
-/// An HTTP/1.1 connection and its request handle. The connection state (buffers included) is
-/// large and lives as long as the connection, so it is boxed once.
-struct Http1 {
-    sender: H1Sender,
-    conn: Box<H1Conn>,
-}
-
-impl Http1 {
-    /// Polls the connection once without waiting: whether it is still open and takes a request.
-    fn usable(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        Pin::new(&mut self.conn).poll(&mut cx).is_pending() && self.sender.is_ready()
-    }
-}
-
 struct Idle {
-    http1: Http1,
+    conn: h1::Conn,
     since: Instant,
 }
 
@@ -129,7 +110,7 @@ impl Pool {
     /// response head is in; the body is read through the returned [`UpstreamBody`].
     pub async fn send(
         self: &Arc<Self>,
-        mut request: Request<Full<Bytes>>,
+        mut request: Request<Bytes>,
     ) -> Result<Response<UpstreamBody>, Unanswered> {
         let origin = Origin::of(request.uri()).ok_or(Unanswered)?;
         // Plain HTTP is HTTP/1.1 only (HTTP/2 comes from TLS negotiation).
@@ -139,24 +120,21 @@ impl Pool {
         if let Some(sender) = shared {
             return send_http2(sender, request).await;
         }
-        let absolute = request.uri().clone();
-        if let Some(idle) = self.checkout(&origin) {
-            to_origin_form(&mut request, &origin);
-            match self.send_http1(&origin, idle, request).await {
+        // Written once, sent as is on a reused connection and, if unsent there, on a new one.
+        let wire = Wire::of(&request, &origin);
+        if let Some(conn) = self.checkout(&origin) {
+            match self.send_http1(&origin, conn, &wire).await {
                 Ok(response) => return Ok(response),
-                Err(Some(unsent)) => request = unsent,
-                Err(None) => return Err(Unanswered),
+                Err(SendError::Unsent) => {}
+                Err(SendError::Failed) => return Err(Unanswered),
             }
         }
         match self.connect(&origin).await? {
-            Fresh::Http1(http1) => {
-                to_origin_form(&mut request, &origin);
-                self.send_http1(&origin, http1, request)
-                    .await
-                    .map_err(|_| Unanswered)
-            }
+            Fresh::Http1(conn) => self
+                .send_http1(&origin, conn, &wire)
+                .await
+                .map_err(|_| Unanswered),
             Fresh::Http2(sender) => {
-                *request.uri_mut() = absolute;
                 request.headers_mut().remove(header::HOST);
                 lock(&self.shared).insert(origin, sender.clone());
                 send_http2(sender, request).await
@@ -164,39 +142,21 @@ impl Pool {
         }
     }
 
-    /// Sends on an HTTP/1.1 connection, driving it until the response head is in. On failure,
-    /// gives the request back if it was not written.
+    /// Sends on an HTTP/1.1 connection and reads the response head.
     async fn send_http1(
         self: &Arc<Self>,
         origin: &Origin,
-        http1: Http1,
-        request: Request<Full<Bytes>>,
-    ) -> Result<Response<UpstreamBody>, Option<Request<Full<Bytes>>>> {
-        let Http1 { mut sender, conn } = http1;
-        let mut conn = Some(conn);
-        let mut answer = pin!(sender.try_send_request(request));
-        let answered = poll_fn(|cx| {
-            // The connection writes the request and reads the head; once it has ended, the
-            // answer resolves with its error.
-            if let Some(c) = conn.as_mut() {
-                if Pin::new(c).poll(cx).is_ready() {
-                    conn = None;
-                }
-            }
-            answer.as_mut().poll(cx)
-        })
-        .await;
-        match answered {
-            Ok(response) => {
-                let lease = conn.map(|conn| Lease {
-                    http1: Http1 { sender, conn },
-                    origin: origin.clone(),
-                    pool: Arc::downgrade(self),
-                });
-                Ok(response.map(|incoming| UpstreamBody { incoming, lease }))
-            }
-            Err(mut e) => Err(e.take_message()),
-        }
+        conn: h1::Conn,
+        wire: &Wire,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let (head, body) = conn.send(&wire.bytes, &wire.method).await?;
+        Ok(head.map(|()| UpstreamBody {
+            inner: Inner::Http1 {
+                body,
+                origin: origin.clone(),
+                pool: Arc::downgrade(self),
+            },
+        }))
     }
 
     async fn connect(&self, origin: &Origin) -> Result<Fresh, Unanswered> {
@@ -223,11 +183,7 @@ impl Pool {
             });
             Ok(Fresh::Http2(sender))
         } else {
-            let (sender, conn) = http1::handshake(io).await.map_err(|_| Unanswered)?;
-            Ok(Fresh::Http1(Http1 {
-                sender,
-                conn: Box::new(conn),
-            }))
+            Ok(Fresh::Http1(h1::Conn::new(TokioIo::new(io))))
         }
     }
 
@@ -244,7 +200,7 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `origin` that is still open.
-    fn checkout(&self, origin: &Origin) -> Option<Http1> {
+    fn checkout(&self, origin: &Origin) -> Option<h1::Conn> {
         let mut idle = lock(&self.idle);
         let list = idle.get_mut(origin)?;
         while let Some(mut entry) = list.pop() {
@@ -253,19 +209,19 @@ impl Pool {
                 list.clear();
                 break;
             }
-            if entry.http1.usable() {
-                return Some(entry.http1);
+            if entry.conn.usable() {
+                return Some(entry.conn);
             }
         }
         None
     }
 
-    fn put(&self, origin: Origin, http1: Http1) {
+    fn put(&self, origin: Origin, conn: h1::Conn) {
         let mut idle = lock(&self.idle);
         let list = idle.entry(origin).or_default();
         if list.len() < self.max_idle {
             list.push(Idle {
-                http1,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -275,7 +231,7 @@ impl Pool {
     fn sweep(&self) {
         let mut idle = lock(&self.idle);
         for list in idle.values_mut() {
-            list.retain_mut(|e| e.since.elapsed() < self.idle_timeout && e.http1.usable());
+            list.retain_mut(|e| e.since.elapsed() < self.idle_timeout && e.conn.usable());
         }
         idle.retain(|_, list| !list.is_empty());
         lock(&self.shared).retain(|_, sender| !sender.is_closed());
@@ -283,7 +239,7 @@ impl Pool {
 }
 
 enum Fresh {
-    Http1(Http1),
+    Http1(h1::Conn),
     Http2(H2Sender),
 }
 
@@ -296,49 +252,68 @@ impl Origin {
     }
 }
 
-/// HTTP/1.1 wants the path alone on the request line and the authority in `Host` (without
-/// the scheme's default port).
-fn to_origin_form(request: &mut Request<Full<Bytes>>, origin: &Origin) {
-    let default_port = if origin.scheme == Scheme::HTTPS {
-        443
-    } else {
-        80
-    };
-    let host = match origin.authority.port_u16() {
-        Some(port) if port == default_port => origin.authority.host(),
-        _ => origin.authority.as_str(),
-    };
-    if let Ok(host) = HeaderValue::from_str(host) {
-        request.headers_mut().insert(header::HOST, host);
-    }
-    if let Some(path) = request.uri().path_and_query().cloned() {
-        *request.uri_mut() = Uri::from(path);
+/// A request serialised for HTTP/1.1, and its method (which decides whether the answer has a
+/// body).
+struct Wire {
+    bytes: Vec<u8>,
+    method: http::Method,
+}
+
+impl Wire {
+    /// HTTP/1.1 wants the path alone on the request line and the authority in `Host` (without
+    /// the scheme's default port).
+    fn of(request: &Request<Bytes>, origin: &Origin) -> Wire {
+        let default_port = if origin.scheme == Scheme::HTTPS {
+            443
+        } else {
+            80
+        };
+        let host = match origin.authority.port_u16() {
+            Some(port) if port == default_port => origin.authority.host(),
+            _ => origin.authority.as_str(),
+        };
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let bytes = h1::encode_request(
+            request.method(),
+            path,
+            host,
+            request.headers(),
+            request.body(),
+        );
+        Wire {
+            bytes,
+            method: request.method().clone(),
+        }
     }
 }
 
 async fn send_http2(
     mut sender: H2Sender,
-    request: Request<Full<Bytes>>,
+    request: Request<Bytes>,
 ) -> Result<Response<UpstreamBody>, Unanswered> {
     sender.ready().await.map_err(|_| Unanswered)?;
-    let response = sender.send_request(request).await.map_err(|_| Unanswered)?;
+    let response = sender
+        .send_request(request.map(Full::new))
+        .await
+        .map_err(|_| Unanswered)?;
     Ok(response.map(|incoming| UpstreamBody {
-        incoming,
-        lease: None,
+        inner: Inner::Http2(incoming),
     }))
 }
 
-/// An HTTP/1.1 connection lent to one response, returned when its body has been read.
-struct Lease {
-    http1: Http1,
-    origin: Origin,
-    pool: Weak<Pool>,
+/// A response body from upstream. Over HTTP/1.1 it reads its own connection, which goes back
+/// to the pool once the body has been read to the end.
+pub struct UpstreamBody {
+    inner: Inner,
 }
 
-/// A response body from upstream. Over HTTP/1.1 it drives its own connection.
-pub struct UpstreamBody {
-    incoming: Incoming,
-    lease: Option<Lease>,
+enum Inner {
+    Http1 {
+        body: h1::Body,
+        origin: Origin,
+        pool: Weak<Pool>,
+    },
+    Http2(Incoming),
 }
 
 impl UpstreamBody {
@@ -346,44 +321,47 @@ impl UpstreamBody {
     /// turn of the scheduler may bring more of a burst. An HTTP/1.1 body reads its socket
     /// itself: when it has nothing, the socket has nothing.
     pub fn fed_by_another_task(&self) -> bool {
-        self.lease.is_none()
+        matches!(self.inner, Inner::Http2(_))
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Broken;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let mut polled = Pin::new(&mut this.incoming).poll_frame(cx);
-        if polled.is_pending() {
-            if let Some(lease) = this.lease.as_mut() {
-                // The connection reads the socket and decodes the next chunk into the body.
-                if Pin::new(&mut lease.http1.conn).poll(cx).is_ready() {
-                    this.lease = None;
+    ) -> Poll<Option<Result<Frame<Bytes>, Broken>>> {
+        match &mut self.get_mut().inner {
+            Inner::Http1 { body, origin, pool } => {
+                let polled = body.poll_data(cx);
+                if let Poll::Ready(None) = polled {
+                    if let (Some(conn), Some(pool)) = (body.reusable(), pool.upgrade()) {
+                        pool.put(origin.clone(), conn);
+                    }
                 }
-                polled = Pin::new(&mut this.incoming).poll_frame(cx);
+                polled.map(|data| data.map(|data| data.map(Frame::data)))
             }
+            Inner::Http2(incoming) => Pin::new(incoming)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(|_| Broken))),
         }
-        if let Poll::Ready(None) = polled {
-            if let Some(lease) = this.lease.take() {
-                if let Some(pool) = lease.pool.upgrade() {
-                    pool.put(lease.origin, lease.http1);
-                }
-            }
-        }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.incoming.is_end_stream()
+        match &self.inner {
+            Inner::Http1 { body, .. } => body.is_end_stream(),
+            Inner::Http2(incoming) => incoming.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.incoming.size_hint()
+        match &self.inner {
+            Inner::Http1 { body, .. } => body
+                .exact_len()
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
+            Inner::Http2(incoming) => incoming.size_hint(),
+        }
     }
 }

@@ -17,7 +17,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri};
-use http_body_util::Full;
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 use secrecy::ExposeSecret;
@@ -171,7 +170,7 @@ fn build(
     path_and_query: &str,
     client_headers: &HeaderMap,
     body: Bytes,
-) -> Result<Request<Full<Bytes>>, ProxyError> {
+) -> Result<Request<Bytes>, ProxyError> {
     let base = &route.base_url;
     let prefix = base.path().trim_end_matches('/');
     let uri = Uri::builder()
@@ -229,7 +228,7 @@ fn build(
     if !body.is_empty() {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
-    let mut request = Request::new(Full::new(body));
+    let mut request = Request::new(body);
     *request.method_mut() = method.clone();
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
