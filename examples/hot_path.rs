@@ -116,7 +116,8 @@ fn stream(api: Api, recorded: &str, scrubber: &Scrubber, n: usize) {
             out.reserve(read.len() + read.len() / 4);
             while let Ok(Some(item)) = decoder.next() {
                 if let Item::Event(event) = item {
-                    events.on_event(event, &mut out);
+                    events.on_event(&event, &mut out);
+                    decoder.recycle(event);
                 }
             }
         }

@@ -80,8 +80,9 @@ fn pieces<'a>(bytes: &'a [u8], lens: &[usize]) -> Vec<&'a [u8]> {
     out
 }
 
-/// Pushes `pieces` one by one, draining after each and checking the bound: the items, then the
-/// error or the result of `finish`.
+/// Pushes `pieces` one by one, draining after each (events are kept as copies and given back
+/// to the decoder, as the stream body does) and checking the bound: the items, then the error
+/// or the result of `finish`.
 fn decode(pieces: &[&[u8]], max: usize) -> (Vec<Item>, Result<(), SseError>) {
     let mut d = Decoder::new(max);
     let mut items = Vec::new();
@@ -89,6 +90,10 @@ fn decode(pieces: &[&[u8]], max: usize) -> (Vec<Item>, Result<(), SseError>) {
         d.push(piece);
         loop {
             match d.next() {
+                Ok(Some(Item::Event(e))) => {
+                    items.push(Item::Event(e.clone()));
+                    d.recycle(e);
+                }
                 Ok(Some(item)) => items.push(item),
                 Ok(None) => break,
                 Err(e) => return (items, Err(e)),

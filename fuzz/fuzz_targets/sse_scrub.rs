@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
                 json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
             ),
         };
-        events.on_event(e, &mut out);
+        events.on_event(&e, &mut out);
     }
     let end = match api {
         Api::Chat => event(
@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
             json!({"type": "content_block_stop", "index": 0}),
         ),
     };
-    events.on_event(end, &mut out);
+    events.on_event(&end, &mut out);
     events.on_end(&mut out);
 
     let mut decoder = Decoder::new(usize::MAX);

@@ -74,7 +74,10 @@ impl SseBody {
     fn drain(&mut self, out: &mut Vec<u8>) -> bool {
         loop {
             match self.decoder.next() {
-                Ok(Some(Item::Event(event))) => self.events.on_event(event, out),
+                Ok(Some(Item::Event(event))) => {
+                    self.events.on_event(&event, out);
+                    self.decoder.recycle(event);
+                }
                 Ok(Some(Item::Comment)) => {}
                 Ok(None) => return true,
                 Err(_) => {

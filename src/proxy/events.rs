@@ -169,7 +169,7 @@ impl EventScrubber {
     }
 
     /// Scrubs one event and appends what to send (it and any flush before it) to `out`.
-    pub fn on_event(&mut self, event: Event, out: &mut Vec<u8>) {
+    pub fn on_event(&mut self, event: &Event, out: &mut Vec<u8>) {
         if self.failed {
             return;
         }
@@ -181,23 +181,23 @@ impl EventScrubber {
                     }
                 }
             }
-            sse::encode(&event, out);
+            sse::encode(event, out);
             return;
         }
         let data: &str = &event.data;
         if data.trim() == "[DONE]" {
             self.envelope = None;
             self.flush_all(out);
-            sse::encode(&event, out);
+            sse::encode(event, out);
             return;
         }
-        if !self.fast_event(&event, out) {
+        if !self.fast_event(event, out) {
             self.general_event(event, out);
         }
     }
 
     /// Scrubs any event through a JSON tree (see [`Self::on_event`]).
-    fn general_event(&mut self, event: Event, out: &mut Vec<u8>) {
+    fn general_event(&mut self, event: &Event, out: &mut Vec<u8>) {
         // The general path may renew the chunk template, on which fast plans depend.
         self.envelope = None;
         let data: &str = &event.data;
@@ -210,7 +210,7 @@ impl EventScrubber {
                 &mut self.counts,
             );
             json::restore_string(&mut text, &self.vault);
-            emit(&event, Zeroizing::new(text), out);
+            emit(event, Zeroizing::new(text), out);
             return;
         };
         if self.note_usage(&mut value) {
@@ -225,7 +225,7 @@ impl EventScrubber {
         for (name, v) in before {
             emit_value(name.as_deref(), &v, out);
         }
-        emit(&event, Zeroizing::new(value.to_string()), out);
+        emit(event, Zeroizing::new(value.to_string()), out);
     }
 
     /// Notes the usage `value` carries; with [`EventScrubber::hide_usage`], removes it (also

@@ -21,7 +21,8 @@
 //!   drain.
 //! * **Wiping**: every buffer that held stream bytes is [`Zeroizing`]; a buffer that must grow
 //!   moves to a new allocation and wipes the old one, so no copy is left behind in freed memory.
-//!   [`Event`] wipes its `event` and `id` when dropped, and its `data` is [`Zeroizing`].
+//!   [`Event`] wipes its `event` and `id` when dropped, and its `data` is [`Zeroizing`]; a
+//!   recycled event's `data` buffer is wiped before it takes the next event's.
 //! * **Fail closed**: after an error the decoder wipes what it held and every later call returns
 //!   the same error. No error carries stream content.
 //! * **Linear work**: line ends are found with `memchr`, each byte searched once; a line is not
@@ -296,6 +297,23 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Takes back a dispatched event once the caller is done with it, so that the next event's
+    /// `data` reuses its buffer instead of a new allocation. The bytes are wiped first.
+    pub fn recycle(&mut self, mut event: Event) {
+        let data = &mut self.pending.fields.data;
+        // Never over the next event's data, should it have begun.
+        if !data.is_empty() || data.capacity() >= event.data.capacity() {
+            return;
+        }
+        let mut bytes = std::mem::take(&mut *event.data).into_bytes();
+        crate::alloc::wipe(&mut bytes);
+        bytes.clear();
+        // Empty, so always UTF-8.
+        if let Ok(empty) = String::from_utf8(bytes) {
+            *data = Zeroizing::new(empty);
+        }
+    }
+
     /// Next complete item, if any; `Ok(None)` when more bytes are needed.
     ///
     /// After an error the decoder is spent: it has wiped its buffers and returns the same error
@@ -557,8 +575,8 @@ mod tests {
         }
     }
 
-    /// Decodes `pieces` pushed one by one, draining after each: the items, then the error or
-    /// the result of `finish`.
+    /// Decodes `pieces` pushed one by one, draining after each and recycling every event: the
+    /// items, then the error or the result of `finish`.
     fn decode(pieces: &[&[u8]], max: usize) -> (Vec<Plain>, Result<(), SseError>) {
         let mut d = Decoder::new(max);
         let mut items = Vec::new();
@@ -566,7 +584,12 @@ mod tests {
             d.push(piece);
             loop {
                 match d.next() {
-                    Ok(Some(item)) => items.push(plain(&item)),
+                    Ok(Some(item)) => {
+                        items.push(plain(&item));
+                        if let Item::Event(e) = item {
+                            d.recycle(e);
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => return (items, Err(e)),
                 }

@@ -946,9 +946,9 @@ mod tests {
                     took_fast += 1;
                 } else {
                     prop_assert_eq!(fast_out.len(), before);
-                    fast.on_event(event.clone(), &mut fast_out);
+                    fast.on_event(&event, &mut fast_out);
                 }
-                general.general_event(event, &mut general_out);
+                general.general_event(&event, &mut general_out);
             }
             fast.on_end(&mut fast_out);
             general.on_end(&mut general_out);
@@ -989,17 +989,17 @@ mod tests {
             let mut plain = EventScrubber::new(Api::Chat, scrubber.clone(), Vault::new());
             hiding.hide_usage();
             let (mut got, mut expected) = (Vec::new(), Vec::new());
-            hiding.on_event(event(first), &mut got);
-            plain.on_event(event(first), &mut expected);
+            hiding.on_event(&event(first), &mut got);
+            plain.on_event(&event(first), &mut expected);
             assert!(hiding.fast_event(&event(data), &mut got), "{data}");
-            plain.general_event(event(want), &mut expected);
+            plain.general_event(&event(want), &mut expected);
             // The same envelope again: cut by the envelope shortcut.
             let (again, want) = (
                 data.replace("\"b\"", "\"cd\""),
                 want.replace("\"b\"", "\"cd\""),
             );
             assert!(hiding.fast_event(&event(&again), &mut got), "{again}");
-            plain.general_event(event(&want), &mut expected);
+            plain.general_event(&event(&want), &mut expected);
             assert_eq!(decoded(&got), decoded(&expected), "{data}");
         }
     }
@@ -1010,7 +1010,7 @@ mod tests {
         let mut chat = EventScrubber::new(Api::Chat, scrubber.clone(), Vault::new());
         let mut out = Vec::new();
         let first = r#"{"id":"c","choices":[{"index":0,"delta":{"content":"a"}}]}"#;
-        chat.on_event(Event::new(Zeroizing::new(first.into())), &mut out);
+        chat.on_event(&Event::new(Zeroizing::new(first.into())), &mut out);
         for data in [
             r#"{"id":"c","choices":[{"index":0,"delta":{"content":"a"}}]}"#,
             r#"{"id":"c","choices":[{"index":0,"delta":{"content":"a","content":"b"}}]}"#,
