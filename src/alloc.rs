@@ -109,8 +109,83 @@ unsafe impl GlobalAlloc for WipingMimalloc {
     }
 }
 
+/// A buffer that wipes itself: `String` and `Vec<u8>`.
+pub trait Wipe: Default {
+    /// Zeroes the whole allocation (contents and spare capacity) and empties the buffer; does
+    /// nothing to a buffer that never allocated.
+    fn wipe(&mut self);
+}
+
+impl Wipe for Vec<u8> {
+    fn wipe(&mut self) {
+        let capacity = self.capacity();
+        self.clear();
+        if capacity > 0 {
+            // SAFETY: the allocation holds `capacity` bytes, all of them ours to write; the
+            // vector is empty, so no element is left holding zeroes it did not expect.
+            unsafe { wipe_raw(self.as_mut_ptr(), capacity) };
+        }
+    }
+}
+
+impl Wipe for String {
+    fn wipe(&mut self) {
+        // SAFETY: `Vec::wipe` leaves the vector empty, and an empty string is valid UTF-8.
+        unsafe { self.as_mut_vec() }.wipe();
+    }
+}
+
+/// A `String` or `Vec<u8>` whose whole allocation is zeroed when it is dropped.
+///
+/// The promise of `zeroize::Zeroizing` for these two types, kept with one `memset` over the
+/// capacity, and none for a buffer that never allocated. `Zeroizing` calls `memset` twice
+/// (spare capacity, then contents) even for an empty buffer. glibc's AVX-512 `memset` does a
+/// short length as a masked store at the address given; at the dangling address of a buffer
+/// that never allocated, that store takes a microcode assist. Dropping an empty
+/// `Zeroizing<String>` measured about 150 ns here, against 27 ns for allocating, wiping and
+/// freeing 200 bytes, and the stream path paid it on every event.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Wiped<T: Wipe>(T);
+
+impl<T: Wipe> Wiped<T> {
+    /// Takes `buffer` into care.
+    pub fn new(buffer: T) -> Wiped<T> {
+        Wiped(buffer)
+    }
+}
+
+impl<T: Wipe> From<T> for Wiped<T> {
+    fn from(buffer: T) -> Wiped<T> {
+        Wiped(buffer)
+    }
+}
+
+impl<T: Wipe> std::ops::Deref for Wiped<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Wipe> std::ops::DerefMut for Wiped<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T: Wipe> Drop for Wiped<T> {
+    fn drop(&mut self) {
+        self.0.wipe();
+    }
+}
+
 /// Zeroes `buf` with stores the optimizer may not remove, at `memset` speed.
 pub fn wipe(buf: &mut [u8]) {
+    if buf.is_empty() {
+        // Nothing to do, and the pointer may dangle (see [`Wiped`]).
+        return;
+    }
     // SAFETY: `buf` is a valid, exclusive slice of `buf.len()` bytes.
     unsafe { wipe_raw(buf.as_mut_ptr(), buf.len()) }
 }
@@ -228,6 +303,25 @@ mod tests {
             assert_prefix(r, 16);
             WipingMimalloc.dealloc(r, Layout::from_size_align(16, 8).unwrap());
         }
+    }
+
+    #[test]
+    fn wiped_buffers_zero_their_whole_allocation() {
+        let mut v = Vec::with_capacity(64);
+        v.extend_from_slice(&[0xA5u8; 40]);
+        let p = v.as_ptr();
+        let mut w = Wiped::new(v);
+        w.truncate(10);
+        w.wipe();
+        assert!(w.is_empty());
+        // SAFETY: the allocation is live (the vector still owns it) and 64 bytes long.
+        assert!((0..64).all(|i| unsafe { p.add(i).read() } == 0));
+        let mut s = String::from("secret");
+        s.wipe();
+        assert!(s.is_empty() && s.capacity() >= 6);
+        // Never allocated: nothing to wipe, nothing to fail.
+        drop(Wiped::new(String::new()));
+        wipe(&mut []);
     }
 
     #[test]

@@ -344,7 +344,7 @@ pub fn scrub_stream(
     let mut vault = Vault::new();
     let mut stream = scrubber.stream();
     let mut utf8 = Utf8Input::new();
-    let mut buf = zeroize::Zeroizing::new(vec![0u8; READ_CHUNK]);
+    let mut buf = crate::alloc::Wiped::new(vec![0u8; READ_CHUNK]);
     let mut write_err: Option<io::Error> = None;
     loop {
         let n = match input.read(&mut buf) {

@@ -12,9 +12,9 @@
 // Test code: a failed expectation is the test failing.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use lethe::alloc::Wiped;
 use lethe::proxy::sse::{encode, encode_comment, Decoder, Event, Item, SseError};
 use proptest::prelude::*;
-use zeroize::Zeroizing;
 
 const FRAGMENTS: &[&[u8]] = &[
     b"data",
@@ -130,7 +130,7 @@ fn event() -> impl Strategy<Value = Event> {
     )
         .prop_map(|(event, data, id, retry)| Event {
             event,
-            data: Zeroizing::new(data),
+            data: Wiped::new(data),
             id,
             retry,
         })
@@ -140,7 +140,7 @@ fn event() -> impl Strategy<Value = Event> {
 fn normalised(e: &Event) -> Event {
     Event {
         event: e.event.clone(),
-        data: Zeroizing::new(e.data.replace("\r\n", "\n").replace('\r', "\n")),
+        data: Wiped::new(e.data.replace("\r\n", "\n").replace('\r', "\n")),
         id: e.id.clone(),
         retry: e.retry,
     }

@@ -8,10 +8,10 @@ use lethe::proxy::sse::{Decoder, Event, Item};
 use lethe::scrub::Vault;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use zeroize::Zeroizing;
+use lethe::alloc::Wiped;
 
 fn event(name: Option<&str>, value: Value) -> Event {
-    let mut e = Event::new(Zeroizing::new(value.to_string()));
+    let mut e = Event::new(Wiped::new(value.to_string()));
     e.event = name.map(str::to_owned);
     e
 }

@@ -34,8 +34,8 @@
 //! OpenAI stream for usage the client did not ask for ([`EventScrubber::hide_usage`]), the
 //! usage-only chunk is dropped and the `usage` field removed from the other chunks.
 
+use crate::alloc::Wiped;
 use serde_json::{json, Map, Value};
-use zeroize::Zeroizing;
 
 use super::json;
 use super::sse::{self, Event};
@@ -100,7 +100,7 @@ pub struct EventScrubber {
     /// Some text delta has streamed.
     text_started: bool,
     /// Reused for delta strings that arrive with JSON escapes.
-    unescaped: Zeroizing<String>,
+    unescaped: Wiped<String>,
     /// The last fast event's envelope (see [`delta`]).
     envelope: Option<delta::Envelope>,
 }
@@ -124,7 +124,7 @@ impl EventScrubber {
             usage: Usage::default(),
             hide_usage: false,
             text_started: false,
-            unescaped: Zeroizing::new(String::new()),
+            unescaped: Wiped::new(String::new()),
             envelope: None,
         }
     }
@@ -210,7 +210,7 @@ impl EventScrubber {
                 &mut self.counts,
             );
             json::restore_string(&mut text, &self.vault);
-            emit(event, Zeroizing::new(text), out);
+            emit(event, Wiped::new(text), out);
             return;
         };
         if self.note_usage(&mut value) {
@@ -225,7 +225,7 @@ impl EventScrubber {
         for (name, v) in before {
             emit_value(name.as_deref(), &v, out);
         }
-        emit(event, Zeroizing::new(value.to_string()), out);
+        emit(event, Wiped::new(value.to_string()), out);
     }
 
     /// Notes the usage `value` carries; with [`EventScrubber::hide_usage`], removes it (also
@@ -760,7 +760,7 @@ fn chat_slot<'v>(choice: &'v mut Map<String, Value>, key: &Key) -> Option<&'v mu
     }
 }
 
-fn emit(original: &Event, data: Zeroizing<String>, out: &mut Vec<u8>) {
+fn emit(original: &Event, data: Wiped<String>, out: &mut Vec<u8>) {
     let event = Event {
         event: original.event.clone(),
         data,
@@ -773,7 +773,7 @@ fn emit(original: &Event, data: Zeroizing<String>, out: &mut Vec<u8>) {
 fn emit_value(name: Option<&str>, value: &Value, out: &mut Vec<u8>) {
     let event = Event {
         event: name.map(str::to_owned),
-        data: Zeroizing::new(value.to_string()),
+        data: Wiped::new(value.to_string()),
         id: None,
         retry: None,
     };

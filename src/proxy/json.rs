@@ -103,7 +103,7 @@ pub fn scrub_string(s: &mut String, scrubber: &Scrubber, vault: &mut Vault, coun
     let scrubbed = scrubber.scrub_in(s, vault);
     counts.add(&scrubbed.counts);
     if let std::borrow::Cow::Owned(new) = scrubbed.text {
-        zeroize::Zeroize::zeroize(s);
+        crate::alloc::Wipe::wipe(s);
         *s = new;
     }
 }
@@ -200,7 +200,7 @@ pub fn scrub_document(
     }
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 8);
     let mut copied = 0;
-    let mut unescaped = zeroize::Zeroizing::new(String::new());
+    let mut unescaped = crate::alloc::Wiped::new(String::new());
     for s in strings.iter().filter(|s| s.role != Role::Key) {
         let value: &str = if s.escaped {
             unescaped.clear();
@@ -220,7 +220,7 @@ pub fn scrub_document(
             Cow::Borrowed(v) => put_back(v),
             Cow::Owned(mut v) => {
                 if let Some(r) = put_back(&v) {
-                    zeroize::Zeroize::zeroize(&mut v);
+                    crate::alloc::Wipe::wipe(&mut v);
                     v = r;
                 }
                 Some(v)
@@ -229,7 +229,7 @@ pub fn scrub_document(
         if let Some(mut new) = changed {
             put(&mut out, &raw[copied..s.span.start]);
             escape_into(&new, &mut out);
-            zeroize::Zeroize::zeroize(&mut new);
+            crate::alloc::Wipe::wipe(&mut new);
             copied = s.span.end;
         }
     }
@@ -425,7 +425,7 @@ impl<'a> Walk<'a> {
                     let before = self.strings.len();
                     self.value(depth, true)?;
                     let found = &self.strings[before];
-                    let mut model = zeroize::Zeroizing::new(String::new());
+                    let mut model = crate::alloc::Wiped::new(String::new());
                     let raw = &self.text[found.span.clone()];
                     unescape(raw, Some(&mut model))?;
                     self.model = Some(model.to_string());
@@ -456,7 +456,7 @@ impl<'a> Walk<'a> {
 
 /// Checks JSON string escapes (`out: None`) or decodes them into `out`. `None`: not a string
 /// `serde_json` would read (a bad escape or a lone surrogate).
-pub(crate) fn unescape(raw: &str, mut out: Option<&mut zeroize::Zeroizing<String>>) -> Option<()> {
+pub(crate) fn unescape(raw: &str, mut out: Option<&mut crate::alloc::Wiped<String>>) -> Option<()> {
     let bytes = raw.as_bytes();
     let mut copied = 0;
     let mut at = 0;

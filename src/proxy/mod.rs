@@ -37,13 +37,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::alloc::Wiped;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
-use zeroize::Zeroizing;
 
 use self::body::{full, ProxyBody, SseBody};
 use self::error::ProxyError;
@@ -492,7 +492,7 @@ async fn read_limited<B>(
     body: B,
     headers: &HeaderMap,
     limit: usize,
-) -> Result<Zeroizing<Vec<u8>>, ProxyError>
+) -> Result<Wiped<Vec<u8>>, ProxyError>
 where
     B: Body<Data = Bytes>,
     B::Error: StdError + Send + Sync + 'static,
@@ -505,7 +505,7 @@ where
         return Err(ProxyError::TooLarge);
     }
     match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(Zeroizing::new(collected.to_bytes().to_vec())),
+        Ok(collected) => Ok(Wiped::new(collected.to_bytes().to_vec())),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::TooLarge),
         Err(_) => Err(ProxyError::Malformed),
     }

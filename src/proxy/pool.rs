@@ -5,7 +5,7 @@
 //! hyper's pooled client runs every connection as a separate task and hands the response body
 //! over through a one-chunk channel. Providers send one SSE event per chunk, so every event
 //! cost a wake-up of that task and a scheduler turn before the body saw it. Here an HTTP/1.1
-//! body reads its connection itself ([`h1`](super::h1)), and each of its frames is everything
+//! body reads its connection itself ([`super::h1`]), and each of its frames is everything
 //! one socket read brought: a burst of events is processed in one go, with no task switch.
 //! HTTP/2 carries many requests per connection, so its connection (hyper's) keeps its own task;
 //! hyper buffers each stream's received data, so a body reads a burst without waiting on that

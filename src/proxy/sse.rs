@@ -19,9 +19,9 @@
 //!   [`SseError::TooLarge`]. Every line is measured raw, terminator excluded, comments and
 //!   unknown fields included. Besides that the decoder only holds what was pushed since the last
 //!   drain.
-//! * **Wiping**: every buffer that held stream bytes is [`Zeroizing`]; a buffer that must grow
+//! * **Wiping**: every buffer that held stream bytes is [`Wiped`]; a buffer that must grow
 //!   moves to a new allocation and wipes the old one, so no copy is left behind in freed memory.
-//!   [`Event`] wipes its `event` and `id` when dropped, and its `data` is [`Zeroizing`]; a
+//!   [`Event`] wipes its `event` and `id` when dropped, and its `data` is [`Wiped`]; a
 //!   recycled event's `data` buffer is wiped before it takes the next event's.
 //! * **Fail closed**: after an error the decoder wipes what it held and every later call returns
 //!   the same error. No error carries stream content.
@@ -55,8 +55,8 @@
 
 use std::fmt;
 
+use crate::alloc::{Wipe, Wiped};
 use memchr::{memchr, memchr2, memchr2_iter};
-use zeroize::{Zeroize, Zeroizing};
 
 /// The UTF-8 byte-order mark, ignored once at the start of a stream.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -77,14 +77,14 @@ pub enum SseError {
 
 /// One dispatched event.
 ///
-/// `event` and `id` are wiped when the event is dropped; `data` is wiped by [`Zeroizing`].
+/// `event` and `id` are wiped when the event is dropped; `data` is wiped by [`Wiped`].
 /// The [`Debug`] output shows sizes only, never content.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Event {
     /// The event type; `None` for the default type, `message`.
     pub event: Option<String>,
     /// The `data` lines, joined with `\n` (empty for a lone `data:` line).
-    pub data: Zeroizing<String>,
+    pub data: Wiped<String>,
     /// The last `id` field seen since the previous dispatched event, if any.
     ///
     /// The spec's last-event-ID buffer persists from event to event; reporting only changes
@@ -97,7 +97,7 @@ pub struct Event {
 
 impl Event {
     /// A `message` event carrying `data`, with no `id` or `retry`.
-    pub fn new(data: Zeroizing<String>) -> Event {
+    pub fn new(data: Wiped<String>) -> Event {
         Event {
             event: None,
             data,
@@ -240,7 +240,7 @@ impl Pending {
 pub struct Decoder {
     max: usize,
     /// Received bytes; `buf[..start]` has been interpreted.
-    buf: Zeroizing<Vec<u8>>,
+    buf: Wiped<Vec<u8>>,
     start: usize,
     /// `buf[start..scan]` holds no line break: the next search starts at `scan`.
     scan: usize,
@@ -268,7 +268,7 @@ impl Decoder {
     pub fn new(max_event_bytes: usize) -> Decoder {
         Decoder {
             max: max_event_bytes,
-            buf: Zeroizing::new(Vec::new()),
+            buf: Wiped::new(Vec::new()),
             start: 0,
             scan: 0,
             skip_lf: false,
@@ -302,15 +302,9 @@ impl Decoder {
     pub fn recycle(&mut self, mut event: Event) {
         let data = &mut self.pending.fields.data;
         // Never over the next event's data, should it have begun.
-        if !data.is_empty() || data.capacity() >= event.data.capacity() {
-            return;
-        }
-        let mut bytes = std::mem::take(&mut *event.data).into_bytes();
-        crate::alloc::wipe(&mut bytes);
-        bytes.clear();
-        // Empty, so always UTF-8.
-        if let Ok(empty) = String::from_utf8(bytes) {
-            *data = Zeroizing::new(empty);
+        if data.is_empty() && data.capacity() < event.data.capacity() {
+            event.data.wipe();
+            std::mem::swap(data, &mut event.data);
         }
     }
 
@@ -412,7 +406,7 @@ impl Decoder {
 
     /// Wipes and frees the buffers.
     fn clear(&mut self) {
-        self.buf = Zeroizing::new(Vec::new());
+        self.buf = Wiped::new(Vec::new());
         self.start = 0;
         self.scan = 0;
         self.pending = Pending::default();
@@ -534,7 +528,7 @@ fn utf8(value: &[u8]) -> Result<&str, SseError> {
 
 fn wipe(s: &mut Option<String>) {
     if let Some(s) = s {
-        s.zeroize();
+        s.wipe();
     }
     *s = None;
 }
@@ -547,7 +541,7 @@ pub(crate) fn reserve(buf: &mut Vec<u8>, additional: usize) {
     }
     let mut grown = Vec::with_capacity(need.max(buf.capacity().saturating_mul(2)));
     grown.extend_from_slice(buf);
-    std::mem::replace(buf, grown).zeroize();
+    std::mem::replace(buf, grown).wipe();
 }
 
 /// [`reserve`] for a string.
@@ -558,7 +552,7 @@ pub(crate) fn reserve_str(s: &mut String, additional: usize) {
     }
     let mut grown = String::with_capacity(need.max(s.capacity().saturating_mul(2)));
     grown.push_str(s);
-    std::mem::replace(s, grown).zeroize();
+    std::mem::replace(s, grown).wipe();
 }
 
 #[cfg(test)]
@@ -933,7 +927,7 @@ mod tests {
     fn encode_format() {
         let event = Event {
             event: Some("delta".into()),
-            data: Zeroizing::new("a\nb".into()),
+            data: Wiped::new("a\nb".into()),
             id: Some("7".into()),
             retry: Some(10),
         };
@@ -942,7 +936,7 @@ mod tests {
         assert_eq!(out, b"event: delta\ndata: a\ndata: b\nid: 7\nretry: 10\n\n");
 
         let mut out = Vec::new();
-        encode(&Event::new(Zeroizing::new(String::new())), &mut out);
+        encode(&Event::new(Wiped::new(String::new())), &mut out);
         assert_eq!(out, b"data:\n\n");
 
         let mut out = Vec::new();
@@ -952,7 +946,7 @@ mod tests {
         // Values that cannot be written as they are.
         let event = Event {
             event: Some("a\nevent: b".into()),
-            data: Zeroizing::new("x\r\ny\rz\n".into()),
+            data: Wiped::new("x\r\ny\rz\n".into()),
             id: Some("1\0".into()),
             retry: Some(0),
         };
@@ -964,7 +958,7 @@ mod tests {
         );
         let event = Event {
             event: Some("\r".into()),
-            data: Zeroizing::new(" x".into()),
+            data: Wiped::new(" x".into()),
             id: Some(String::new()),
             retry: Some(u64::MAX),
         };
@@ -1001,7 +995,7 @@ mod tests {
             encode(
                 &Event {
                     event,
-                    data: Zeroizing::new(data),
+                    data: Wiped::new(data),
                     id,
                     retry,
                 },
@@ -1013,7 +1007,7 @@ mod tests {
         assert_eq!(decode_all_ways(&out, 1024), (expected, Ok(())));
         // `\r` in data comes back as `\n`.
         let mut out = Vec::new();
-        encode(&Event::new(Zeroizing::new("a\r\nb\rc".into())), &mut out);
+        encode(&Event::new(Wiped::new("a\r\nb\rc".into())), &mut out);
         assert_eq!(decode(&[&out], 64), (vec![data("a\nb\nc")], Ok(())));
     }
 
@@ -1021,7 +1015,7 @@ mod tests {
     fn nothing_leaks_through_debug_or_errors() {
         let event = Event {
             event: Some("secret-type".into()),
-            data: Zeroizing::new("secret-data".into()),
+            data: Wiped::new("secret-data".into()),
             id: Some("secret-id".into()),
             retry: None,
         };

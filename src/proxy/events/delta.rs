@@ -32,7 +32,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use zeroize::Zeroizing;
+use crate::alloc::Wiped;
 
 use super::{Api, EventScrubber, Text};
 use crate::proxy::json::{self, escape_into, put, unescape};
@@ -65,7 +65,7 @@ impl<'a> Str<'a> {
     }
 
     /// The string's value, unescaped into `buf` when it has escapes.
-    fn value<'b>(&self, buf: &'b mut Zeroizing<String>) -> &'b str
+    fn value<'b>(&self, buf: &'b mut Wiped<String>) -> &'b str
     where
         'a: 'b,
     {
@@ -292,7 +292,7 @@ impl<'a> Plan<'a> {
 /// path declines.
 pub(super) struct Envelope {
     /// The data before the delta string's inside, then the data after it.
-    bytes: Zeroizing<Vec<u8>>,
+    bytes: Wiped<Vec<u8>>,
     /// How many of `bytes` come before the delta.
     prefix: usize,
     /// A `"usage": null` member to leave out, as a range of `bytes` (see [`Plan::cut`]).
@@ -322,7 +322,7 @@ impl Envelope {
             Some(_) => return None,
         };
         let data = data.as_bytes();
-        let mut bytes = Zeroizing::new(Vec::with_capacity(data.len() - span.len()));
+        let mut bytes = Wiped::new(Vec::with_capacity(data.len() - span.len()));
         bytes.extend_from_slice(&data[..span.start]);
         bytes.extend_from_slice(&data[span.end..]);
         Some(Envelope {
@@ -939,7 +939,7 @@ mod tests {
             for (name, value) in events_for(api, &texts) {
                 let mut data = String::new();
                 render(&value, ascii, spaced, &mut data);
-                let mut event = Event::new(Zeroizing::new(data));
+                let mut event = Event::new(Wiped::new(data));
                 event.event = name.map(str::to_owned);
                 let before = fast_out.len();
                 if fast.fast_event(&event, &mut fast_out) {
@@ -984,7 +984,7 @@ mod tests {
                 r#"{"id":"c","choices":[{"index":0,"delta":{"content":"b"}}]}"#,
             ),
         ] {
-            let event = |data: &str| Event::new(Zeroizing::new(data.into()));
+            let event = |data: &str| Event::new(Wiped::new(data.into()));
             let mut hiding = EventScrubber::new(Api::Chat, scrubber.clone(), Vault::new());
             let mut plain = EventScrubber::new(Api::Chat, scrubber.clone(), Vault::new());
             hiding.hide_usage();
@@ -1010,7 +1010,7 @@ mod tests {
         let mut chat = EventScrubber::new(Api::Chat, scrubber.clone(), Vault::new());
         let mut out = Vec::new();
         let first = r#"{"id":"c","choices":[{"index":0,"delta":{"content":"a"}}]}"#;
-        chat.on_event(&Event::new(Zeroizing::new(first.into())), &mut out);
+        chat.on_event(&Event::new(Wiped::new(first.into())), &mut out);
         for data in [
             r#"{"id":"c","choices":[{"index":0,"delta":{"content":"a"}}]}"#,
             r#"{"id":"c","choices":[{"index":0,"delta":{"content":"a","content":"b"}}]}"#,
@@ -1029,10 +1029,10 @@ mod tests {
         .into_iter()
         .skip(1)
         {
-            let event = Event::new(Zeroizing::new(data.into()));
+            let event = Event::new(Wiped::new(data.into()));
             assert!(!chat.fast_event(&event, &mut out), "{data}");
         }
-        let event = Event::new(Zeroizing::new(first.into()));
+        let event = Event::new(Wiped::new(first.into()));
         assert!(chat.fast_event(&event, &mut out));
     }
 }
