@@ -191,9 +191,42 @@ impl EventScrubber {
             sse::encode(event, out);
             return;
         }
-        if !self.fast_event(event, out) {
+        if !self.fast_event(event, out) && !self.drop_usage_chunk(data) {
             self.general_event(event, out);
         }
+    }
+
+    /// The usage-only chunk of an OpenAI stream that Lethe asked for and the client did not
+    /// ([`EventScrubber::hide_usage`]): notes its usage and returns `true`, for the chunk is
+    /// dropped. Only `choices` and `usage` are read, the rest skipped unbuilt; anything else (a
+    /// choice, a repeated member, no usage object) returns `false` for the general path, which
+    /// decides the same way on the whole tree.
+    fn drop_usage_chunk(&mut self, data: &str) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Carrier {
+            choices: Option<Vec<serde::de::IgnoredAny>>,
+            usage: Option<Value>,
+        }
+        if !self.hide_usage
+            || !matches!(self.api, Api::Chat | Api::Completions)
+            || memchr::memmem::find(data.as_bytes(), b"\"usage\"").is_none()
+        {
+            return false;
+        }
+        let Ok(Carrier {
+            choices: Some(choices),
+            usage: Some(usage),
+        }) = serde_json::from_str(data)
+        else {
+            return false;
+        };
+        if !choices.is_empty() || !usage.is_object() {
+            return false;
+        }
+        // As the general path does with every event it takes.
+        self.envelope = None;
+        self.usage.observe_usage(&usage);
+        true
     }
 
     /// Scrubs any event through a JSON tree (see [`Self::on_event`]).

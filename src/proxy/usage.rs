@@ -47,6 +47,12 @@ impl Usage {
         let Some(usage) = usage else {
             return false;
         };
+        self.observe_usage(usage);
+        true
+    }
+
+    /// Merges a `usage` object itself (the value of a `usage` member).
+    pub fn observe_usage(&mut self, usage: &Value) {
         let n = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
         let input = n("prompt_tokens")
             + n("input_tokens")
@@ -55,7 +61,6 @@ impl Usage {
         let output = n("completion_tokens") + n("output_tokens");
         self.input = self.input.max(input);
         self.output = self.output.max(output);
-        true
     }
 
     /// The usage a JSON answer body reports at its top level (every provider puts it there in
@@ -82,10 +87,10 @@ impl Usage {
     }
 
     fn of_object(usage: Value) -> Usage {
-        let mut wrapped = serde_json::Map::new();
-        wrapped.insert("usage".to_owned(), usage);
         let mut found = Usage::default();
-        found.observe(&Value::Object(wrapped));
+        if usage.is_object() {
+            found.observe_usage(&usage);
+        }
         found
     }
 

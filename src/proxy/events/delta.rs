@@ -1035,4 +1035,53 @@ mod tests {
         let event = Event::new(Wiped::new(first.into()));
         assert!(chat.fast_event(&event, &mut out));
     }
+
+    #[test]
+    fn a_hidden_usage_chunk_is_noted_and_dropped_as_the_general_path_would() {
+        use crate::proxy::usage::Usage;
+        let scrubber = Scrubber::new(&Policy::default()).unwrap();
+        let first = r#"{"id":"c","choices":[{"index":0,"delta":{"content":"a"}}],"usage":null}"#;
+        let usage = r#""usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}"#;
+        for (data, dropped) in [
+            (format!(r#"{{"id":"c","choices":[],{usage}}}"#), true),
+            (format!(r#"{{{usage},"choices":[] ,"id":"c"}}"#), true),
+            // A choice, no choices, a usage that is not an object, a repeated member: the
+            // general path decides.
+            (
+                format!(r#"{{"id":"c","choices":[{{"index":0,"delta":{{}}}}],{usage}}}"#),
+                false,
+            ),
+            (format!(r#"{{"id":"c",{usage}}}"#), false),
+            (r#"{"id":"c","choices":[],"usage":7}"#.to_owned(), false),
+            (
+                format!(r#"{{"id":"c","choices":[],"choices":[],{usage}}}"#),
+                true,
+            ),
+        ] {
+            let event = |data: &str| Event::new(Wiped::new(data.into()));
+            let mut quick = EventScrubber::new(Api::Chat, scrubber.clone(), Vault::new());
+            let mut general = EventScrubber::new(Api::Chat, scrubber.clone(), Vault::new());
+            quick.hide_usage();
+            general.hide_usage();
+            let (mut got, mut expected) = (Vec::new(), Vec::new());
+            quick.on_event(&event(first), &mut got);
+            general.on_event(&event(first), &mut expected);
+            let (before_got, before_expected) = (got.len(), expected.len());
+            quick.on_event(&event(&data), &mut got);
+            general.general_event(&event(&data), &mut expected);
+            assert_eq!(decoded(&got), decoded(&expected), "{data}");
+            assert_eq!(quick.usage(), general.usage(), "{data}");
+            assert_eq!(got.len() == before_got, dropped, "{data}");
+            assert_eq!(expected.len() == before_expected, dropped, "{data}");
+            if dropped {
+                assert_eq!(
+                    quick.usage(),
+                    Usage {
+                        input: 5,
+                        output: 7
+                    }
+                );
+            }
+        }
+    }
 }
