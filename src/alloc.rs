@@ -30,8 +30,12 @@
 //!
 //! * Memory that never goes through this allocator is not wiped: thread stacks, kernel socket
 //!   buffers, and the rare allocation of C code inside libc.
-//! * A live buffer holds its content until it is freed: pooled connections keep their last read
-//!   buffer until the pool drops them (`upstream.pool_idle_timeout_ms`).
+//! * A live buffer holds its content until it is freed: a pooled HTTP/1.1 connection drops its
+//!   read buffer when it goes idle, but HTTP/2 and TLS state lives until the pool drops the
+//!   connection (`upstream.pool_idle_timeout_ms`).
+//!
+//! [`Wiped`] is the buffer type for content Lethe owns outright: it wipes its whole allocation
+//! when dropped, as `zeroize::Zeroizing` does, with one `memset` (see its documentation).
 //! * The cost is one `memset` per free: see SECURITY.md for the measured numbers.
 //!
 //! [`prepare`] finishes mimalloc's lazy start-up work (options, NUMA layout) while the process
