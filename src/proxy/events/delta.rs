@@ -34,7 +34,7 @@ use std::ops::Range;
 
 use crate::alloc::Wiped;
 
-use super::{Api, EventScrubber, Text};
+use super::{emit_value, Api, EventScrubber, Text};
 use crate::proxy::json::{self, escape_into, put, unescape};
 use crate::proxy::sse::{self, Event};
 use crate::scrub::{restore, StreamRestorer};
@@ -275,6 +275,9 @@ struct Plan<'a> {
     sequence: Option<u64>,
     /// A `"usage": null` member to leave out (see [`EventScrubber::hide_usage`]).
     cut: Option<Range<usize>>,
+    /// The chat choice this chunk ends (a `finish_reason` with no text beside it): its held
+    /// text goes out in a chunk of its own just before.
+    ends: Option<u64>,
 }
 
 impl<'a> Plan<'a> {
@@ -408,6 +411,12 @@ impl EventScrubber {
         };
         if let Some(n) = plan.sequence {
             self.sequence = n;
+        }
+        if let Some(outer) = plan.ends {
+            let rests = self.finish_where(|key| key.outer == outer);
+            if let Some(chunk) = self.synthetic_chunk(outer, &rests) {
+                emit_value(None, &chunk, out);
+            }
         }
         let envelope = Envelope::of(data, &plan);
         let data = data.as_bytes();
@@ -555,6 +564,7 @@ impl EventScrubber {
             Some(())
         };
         let completions = self.api == Api::Completions;
+        let mut ends = false;
         scan.object(|scan, key| match key {
             "index" => match scan.scalar()? {
                 Scalar::Int(Some(i)) => {
@@ -563,7 +573,15 @@ impl EventScrubber {
                 }
                 _ => None,
             },
-            "finish_reason" | "logprobs" => matches!(scan.scalar()?, Scalar::Null).then_some(()),
+            "finish_reason" => match scan.scalar()? {
+                Scalar::Null => Some(()),
+                Scalar::Str(_) => {
+                    ends = true;
+                    Some(())
+                }
+                _ => None,
+            },
+            "logprobs" => matches!(scan.scalar()?, Scalar::Null).then_some(()),
             "delta" => scan.object(|scan, name| match (name, scan.scalar()?) {
                 ("role", _) => Some(()),
                 (_, Scalar::Str(s)) => keep(name, s),
@@ -575,6 +593,11 @@ impl EventScrubber {
             },
             _ => self.one_shot_scalar(scan, key),
         })?;
+        if ends {
+            // Text beside the end would take the held rest of its stream: the general path's.
+            (n == 0).then_some(())?;
+            plan.ends = Some(outer);
+        }
         for (field, text) in found.into_iter().flatten() {
             plan.add(Delta {
                 outer,
