@@ -29,7 +29,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -110,7 +109,7 @@ impl Pool {
     /// response head is in; the body is read through the returned [`UpstreamBody`].
     pub async fn send(
         self: &Arc<Self>,
-        mut request: Request<Bytes>,
+        request: Request<Bytes>,
     ) -> Result<Response<UpstreamBody>, Unanswered> {
         let origin = Origin::of(request.uri()).ok_or(Unanswered)?;
         // Plain HTTP is HTTP/1.1 only (HTTP/2 comes from TLS negotiation).
@@ -135,7 +134,6 @@ impl Pool {
                 .await
                 .map_err(|_| Unanswered),
             Fresh::Http2(sender) => {
-                request.headers_mut().remove(header::HOST);
                 lock(&self.shared).insert(origin, sender.clone());
                 send_http2(sender, request).await
             }
