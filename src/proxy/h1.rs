@@ -359,7 +359,7 @@ impl Chunks {
     /// One byte of framing.
     fn step(self, c: u8) -> Result<Chunks, Broken> {
         Ok(match self {
-            Chunks::Size { size, digits } => match hex(c) {
+            Chunks::Size { size, digits } => match char::from(c).to_digit(16) {
                 Some(d) if digits < 16 => Chunks::Size {
                     size: size << 4 | u64::from(d),
                     digits: digits + 1,
@@ -410,15 +410,6 @@ impl Chunks {
             },
             Chunks::Data(_) | Chunks::Done => self,
         })
-    }
-}
-
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 
