@@ -1487,7 +1487,7 @@ impl Engine {
                             i = glued_run_end(h, i);
                         }
                     }
-                    _ => self.on_digit(h, t, &mut state.ipv6, &mut out),
+                    _ => i = self.on_digit(h, t, &mut state.ipv6, &mut out),
                 }
                 while i < len && is_digit(b[i]) {
                     i += 1;
@@ -1575,11 +1575,15 @@ impl Engine {
         out.add(h.b, p, p, Parser::Secret(format), secret(h, p, f));
     }
 
-    fn on_digit(&self, h: &Hay<'_>, t: usize, walk: &mut Ipv6Walk, out: &mut Found<'_>) {
+    fn on_digit(&self, h: &Hay<'_>, t: usize, walk: &mut Ipv6Walk, out: &mut Found<'_>) -> usize {
         let k = self.kinds;
         let b = h.b;
         if Shape::starts_nothing(b, t) {
-            return;
+            // In percent-encoded text the escapes that follow start nothing either.
+            return match t.checked_sub(1) {
+                Some(p) if b[p] == b'%' => escapes_end(b, p).max(t + 1),
+                _ => t + 1,
+            };
         }
         let shape = Shape::of(h, t);
         if k.contains(Kind::CreditCard) && shape.card() {
@@ -1601,6 +1605,7 @@ impl Engine {
             }
         }
         self.on_iban(h, t, out);
+        t + 1
     }
 
     /// The IPv6 address the digit at `t` may belong to, parsed once per address.
@@ -1670,12 +1675,13 @@ impl Shape {
     }
 
     /// Whether the run at `t` (after a byte that is neither a digit nor a word character) is
-    /// one or two digits between bytes no number goes through, so that every test below fails:
-    /// a card, an SSN and an area code need three digits or more, a trunk prefix is a lone `1`,
-    /// an IPv4 address needs a `.` after its first octet, an IPv6 address a `:` or a hex digit
-    /// beside it, a phone opened by `+` or `(` that byte before it, and a run at the end of an
-    /// unfinished window may still grow. Text such as `%5B%20` or `at 5 pm` then costs a few
-    /// tests per run instead of the whole shape.
+    /// one or two digits between bytes no number goes through, so that every test below fails
+    /// or, for an IPv6 address, its parser finds nothing: a card, an SSN and an area code need
+    /// three digits or more, a trunk prefix is a lone `1`, an IPv4 address needs a `.` after its
+    /// first octet, an IPv6 address a `:` in the hex token the run starts (letters `A`–`F` may
+    /// follow the digits, as in `%6E`), a phone opened by `+` or `(` that byte before it, and a
+    /// token at the end of an unfinished window may still grow. Text such as `%5B%6E%20` or
+    /// `at 5 pm` then costs a few tests per run instead of the whole shape.
     #[inline(always)]
     fn starts_nothing(b: &[u8], t: usize) -> bool {
         let run = if b.get(t + 1).is_some_and(|&c| is_digit(c)) {
@@ -1689,7 +1695,24 @@ impl Shape {
         // A third digit is a hex digit too.
         let goes_on = |c: u8| c == b'.' || ipv6_char(c);
         let opens = |c: u8| matches!(c, b'+' | b'(') || ipv6_char(c);
-        !(goes_on(next) || prev.is_some_and(opens) || (run == 1 && b[t] == b'1'))
+        if prev.is_some_and(opens) || (run == 1 && b[t] == b'1') {
+            return false;
+        }
+        if !goes_on(next) {
+            return true;
+        }
+        if is_digit(next) || !is(next, HEX) {
+            return false;
+        }
+        // Letters of the hex token, looked at for a few bytes: a longer one takes the shape.
+        let mut end = t + run + 1;
+        while let Some(&c) = b.get(end) {
+            if is_digit(c) || !is(c, HEX) || end == t + 4 {
+                return !goes_on(c);
+            }
+            end += 1;
+        }
+        false
     }
 
     fn card(&self) -> bool {
@@ -1840,6 +1863,24 @@ fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
 #[inline]
 pub(crate) fn may_hold(c: u8) -> bool {
     is(c, HOLD)
+}
+
+/// The end of the percent escapes (`%6E%6B%20`) from `p`, a `%`, that start nothing: no
+/// trigger in them needs a look. Each escape is a hex token of two between `%` and a byte that
+/// is neither a hex digit, `:` nor `.`, so its digits start nothing ([`Shape::starts_nothing`]
+/// for a digit after the `%`; for one after a letter, no IBAN as no two letters lead to it, and
+/// no IPv6 address as the token holds no `:`). A lone `1` (`%1F`) and an escape whose next
+/// byte is not in the window yet are left to the trigger pass.
+#[inline]
+fn escapes_end(b: &[u8], mut p: usize) -> usize {
+    while let [b'%', x, y, after, ..] = b[p..] {
+        let trunk = x == b'1' && !is_digit(y);
+        if !is(x, HEX) || !is(y, HEX) || trunk || after == b'.' || ipv6_char(after) {
+            break;
+        }
+        p += 3;
+    }
+    p
 }
 
 /// Where the trigger pass goes on after the digit run from `i - 1`, glued to a letter that is
@@ -2089,7 +2130,7 @@ mod tests {
 
     #[test]
     fn a_run_that_starts_nothing_passes_no_shape_test() {
-        const BYTES: &[u8] = b"0123456789%+(:.-aEf g1";
+        const BYTES: &[u8] = b"0123456789%+(:.-aEfBc g1x";
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         let mut skipped = 0;
         for _ in 0..50_000 {
@@ -2109,16 +2150,60 @@ mod tests {
                     skipped += 1;
                     let shape = Shape::of(&h, t);
                     assert!(
-                        !(shape.card()
-                            || shape.ssn()
-                            || shape.phone()
-                            || shape.ipv4(&h, t)
-                            || shape.ipv6()),
+                        !(shape.card() || shape.ssn() || shape.phone() || shape.ipv4(&h, t)),
                         "{text:?} at {t}"
                     );
+                    if shape.ipv6() {
+                        let s = ipv6_start(&b, t);
+                        assert!(matches!(ipv6(&h, s), Ok(None)), "{text:?} at {t}");
+                    }
                 }
             }
         }
         assert!(skipped > 10_000, "the case is exercised: {skipped}");
+    }
+
+    /// Every digit the trigger pass skips with [`escapes_end`] would have started nothing.
+    #[test]
+    fn percent_escapes_skipped_start_nothing() {
+        const BYTES: &[u8] = b"%0123456789aEfBcx:.+( 1";
+        const HEX_BYTES: &[u8] = b"0123456789aEfBc1";
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut skipped = 0;
+        for _ in 0..50_000 {
+            crate::xorshift(&mut rng);
+            let len = 1 + (rng % 12) as usize;
+            let mut b = Vec::with_capacity(3 * len);
+            for _ in 0..len {
+                crate::xorshift(&mut rng);
+                if rng % 2 == 0 {
+                    let pick = |k: u64| HEX_BYTES[(rng >> k) as usize % HEX_BYTES.len()];
+                    b.extend([b'%', pick(9), pick(17)]);
+                } else {
+                    b.push(BYTES[(rng >> 7) as usize % BYTES.len()]);
+                }
+            }
+            let len = b.len();
+            let text = std::str::from_utf8(&b).unwrap();
+            let h = Hay::new(text, false);
+            for p in (0..len).filter(|&p| b[p] == b'%') {
+                for t in p + 1..escapes_end(&b, p) {
+                    let starts_run = b[t].is_ascii_digit() && !b[t - 1].is_ascii_digit();
+                    if !starts_run {
+                        continue;
+                    }
+                    skipped += 1;
+                    if b[t - 1] == b'%' {
+                        assert!(Shape::starts_nothing(&b, t), "{text:?} at {t}");
+                    } else {
+                        // After a letter: an IBAN needs two, an IPv6 address a `:`.
+                        assert!(!b[t - 2].is_ascii_alphabetic(), "{text:?} at {t}");
+                        let s = ipv6_start(&b, t);
+                        assert!(matches!(ipv6(&h, s), Ok(None)), "{text:?} at {t}");
+                    }
+                }
+            }
+        }
+        assert!(skipped > 5_000, "the case is exercised: {skipped}");
     }
 }
