@@ -137,9 +137,9 @@ fn chat(scrubber: &Scrubber, n: usize) {
         "usage": {"prompt_tokens": 200, "completion_tokens": 150, "total_tokens": 350}, "system_fingerprint": null})
     .to_string();
     // As the proxy does it: the tree-less path, the tree for what it declines.
-    let scrub = |raw: &str, vault: &mut Vault, counts: &mut Counts| {
-        if let Some(document) = json::scrub_document(raw.as_bytes(), scrubber, vault, counts, None)
-        {
+    let scrub = |raw: &str, vault: &mut Vault, counts: &mut Counts, request: bool| {
+        let document = json::scrub_document(raw.as_bytes(), scrubber, vault, counts, None, request);
+        if let Some(document) = document {
             return document.bytes;
         }
         let mut value: Value = serde_json::from_slice(raw.as_bytes()).unwrap();
@@ -148,8 +148,8 @@ fn chat(scrubber: &Scrubber, n: usize) {
     };
     for _ in 0..n {
         let mut counts = Counts::default();
-        black_box(scrub(&request, &mut Vault::new(), &mut counts));
-        black_box(scrub(&answer, &mut Vault::new(), &mut counts));
+        black_box(scrub(&request, &mut Vault::new(), &mut counts, true));
+        black_box(scrub(&answer, &mut Vault::new(), &mut counts, false));
     }
 }
 

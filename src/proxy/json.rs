@@ -141,7 +141,35 @@ pub struct Document {
     pub model: Option<String>,
     /// Where the value of the top-level `usage` member is in the input, if there is one.
     pub usage: Option<std::ops::Range<usize>>,
+    /// Whether `stream_options.include_usage` was added (see [`ask_for_usage`]).
+    pub asked_for_usage: bool,
 }
+
+/// Adds `stream_options.include_usage: true` to a streamed request (`"stream": true`) that
+/// does not ask for usage itself, so that the stream ends with a usage chunk for the meter;
+/// `true` when it was added, and the usage chunk is then Lethe's to drop.
+pub fn ask_for_usage(body: &mut Value) -> bool {
+    if body.get("stream") != Some(&Value::Bool(true)) {
+        return false;
+    }
+    let Some(obj) = body.as_object_mut() else {
+        return false;
+    };
+    let options = obj
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let Some(options) = options.as_object_mut() else {
+        return false;
+    };
+    if options.get("include_usage") == Some(&Value::Bool(true)) {
+        return false;
+    }
+    options.insert("include_usage".to_owned(), Value::Bool(true));
+    true
+}
+
+/// What [`ask_for_usage`] appends to a top-level object without `stream_options`.
+const ASK_FOR_USAGE: &[u8] = br#","stream_options":{"include_usage":true}"#;
 
 /// Scrubs a JSON object document the way [`scrub_value`] (then, with `originals`,
 /// [`restore_value`]) would, without parsing it into a tree: the document is copied and only
@@ -159,6 +187,7 @@ pub fn scrub_document(
     vault: &mut Vault,
     counts: &mut Counts,
     originals: Option<&Vault>,
+    ask_usage: bool,
 ) -> Option<Document> {
     let put_back = |s: &str| -> Option<String> {
         match restore(s, originals?) {
@@ -174,12 +203,15 @@ pub fn scrub_document(
         keys: Vec::new(),
         model: None,
         usage: None,
+        stream: false,
+        stream_options: false,
     };
     walk.space();
     if walk.peek()? != b'{' {
         return None;
     }
     walk.value(0, false)?;
+    let close = walk.at - 1;
     walk.space();
     if walk.at != text.len() {
         return None;
@@ -188,12 +220,22 @@ pub fn scrub_document(
         strings,
         model,
         usage,
+        stream,
+        stream_options,
         ..
     } = walk;
-    // Keys first: a key that would change declines the document before anything is numbered.
+    let asked_for_usage = ask_usage && stream;
+    if asked_for_usage && stream_options {
+        // Rare: the tree merges the member into the client's own options.
+        return None;
+    }
+    // Keys first: a key that would change declines the document before anything is numbered
+    // (in `vault`; the keys number theirs in a scratch vault).
+    let mut scratch = Vault::new();
     for s in strings.iter().filter(|s| s.role == Role::Key) {
         let key = &text[s.span.clone()];
-        let same = matches!(scrubber.scrub(key).text, Cow::Borrowed(_)) && put_back(key).is_none();
+        let same = matches!(scrubber.scrub_in(key, &mut scratch).text, Cow::Borrowed(_))
+            && put_back(key).is_none();
         if !same {
             return None;
         }
@@ -233,11 +275,18 @@ pub fn scrub_document(
             copied = s.span.end;
         }
     }
+    if asked_for_usage {
+        // The object has a `stream` member, so the added one follows a comma.
+        put(&mut out, &raw[copied..close]);
+        put(&mut out, ASK_FOR_USAGE);
+        copied = close;
+    }
     put(&mut out, &raw[copied..]);
     Some(Document {
         bytes: out,
         model,
         usage,
+        asked_for_usage,
     })
 }
 
@@ -267,6 +316,10 @@ struct Walk<'a> {
     keys: Vec<&'a str>,
     model: Option<String>,
     usage: Option<std::ops::Range<usize>>,
+    /// The top-level `stream` member is `true`.
+    stream: bool,
+    /// The top-level object has a `stream_options` member.
+    stream_options: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -432,12 +485,17 @@ impl<'a> Walk<'a> {
                 } else {
                     self.value(depth, false)?;
                 }
+            } else if depth == 1 && key == "stream" {
+                self.space();
+                self.stream = self.text.as_bytes()[self.at..].starts_with(b"true");
+                self.value(depth, false)?;
             } else if depth == 1 && key == "usage" {
                 self.space();
                 let start = self.at;
                 self.value(depth, is_structural(key))?;
                 self.usage = Some(start..self.at);
             } else {
+                self.stream_options |= depth == 1 && key == "stream_options";
                 self.value(depth, is_structural(key))?;
             }
             self.space();
@@ -828,21 +886,38 @@ mod document {
             pretty in any::<bool>(),
             style in prop::sample::select(vec![Style::Label, Style::Placeholder]),
             placeholders in any::<bool>(),
+            stream in prop::option::of(prop_oneof![Just(Value::Bool(true)), value()]),
+            stream_options in prop::option::of(value()),
+            ask_usage in any::<bool>(),
         ) {
-            let value = Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+            let mut value = Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+            for (key, member) in [("stream", stream), ("stream_options", stream_options)] {
+                if let Some(member) = member {
+                    value.as_object_mut().unwrap().insert(key.to_owned(), member);
+                }
+            }
             let raw = spell(&value, ascii, pretty);
             let scrubber = Scrubber::new(&Policy::default().with_style(style)).unwrap();
             let originals = originals(placeholders);
 
             let (mut vault, mut counts) = (Vault::new(), Counts::default());
-            let document = scrub_document(raw.as_bytes(), &scrubber, &mut vault, &mut counts, Some(&originals))
-                .expect("a plain document takes the fast path");
+            let document = scrub_document(raw.as_bytes(), &scrubber, &mut vault, &mut counts, Some(&originals), ask_usage);
             let (mut tree_vault, mut tree_counts) = (Vault::new(), Counts::default());
             let mut tree: Value = serde_json::from_str(&raw).unwrap();
             scrub_value(&mut tree, &scrubber, &mut tree_vault, &mut tree_counts);
             if !originals.is_empty() {
                 restore_value(&mut tree, &originals);
             }
+            let asked = ask_usage && ask_for_usage(&mut tree);
+            let merged = ask_usage
+                && value.get("stream") == Some(&Value::Bool(true))
+                && value.get("stream_options").is_some();
+            let Some(document) = document else {
+                prop_assert!(merged, "a plain document takes the fast path");
+                return Ok(());
+            };
+            prop_assert!(!merged);
+            prop_assert_eq!(document.asked_for_usage, asked);
             let got: Value = serde_json::from_slice(&document.bytes).unwrap();
             prop_assert_eq!(got, tree);
             prop_assert_eq!(counts, tree_counts);
@@ -877,6 +952,7 @@ mod document {
                 &mut Vault::new(),
                 &mut counts,
                 None,
+                false,
             );
             assert!(got.is_none(), "{raw}");
             assert_eq!(counts.total(), 0);
@@ -887,7 +963,8 @@ mod document {
             &scrubber,
             &mut Vault::new(),
             &mut Counts::default(),
-            None
+            None,
+            false
         )
         .is_none());
         let doc = scrub_document(
@@ -896,6 +973,7 @@ mod document {
             &mut Vault::new(),
             &mut Counts::default(),
             None,
+            false,
         )
         .unwrap();
         assert_eq!(doc.model.as_deref(), Some("m1"));
@@ -915,6 +993,7 @@ mod document {
             &mut Vault::new(),
             &mut Counts::default(),
             None,
+            false,
         )
         .unwrap();
         let span = doc.usage.unwrap();
@@ -931,6 +1010,7 @@ mod document {
             &mut Vault::new(),
             &mut Counts::default(),
             None,
+            false,
         )
         .unwrap();
         assert!(none.usage.is_none());

@@ -213,16 +213,22 @@ impl Proxy {
         let mut hide_usage = false;
         let (forward_body, model) = if endpoint.method() == Method::POST {
             let raw = read_limited(body, &parts.headers, config.server.max_body_bytes).await?;
-            // A chat or completions stream gets `stream_options.include_usage` added, which
-            // takes the tree.
-            let may_stream = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
-                && memchr::memmem::find(&raw, b"\"stream\"").is_some();
-            let document = if policy.scrub && !may_stream {
-                json::scrub_document(&raw, &request_scrubber, &mut vault, &mut counts, None)
+            // A chat or completions stream gets `stream_options.include_usage` added.
+            let may_stream = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
+            let document = if policy.scrub {
+                json::scrub_document(
+                    &raw,
+                    &request_scrubber,
+                    &mut vault,
+                    &mut counts,
+                    None,
+                    may_stream,
+                )
             } else {
                 None
             };
             if let Some(document) = document {
+                hide_usage = document.asked_for_usage;
                 (Bytes::from(document.bytes), document.model)
             } else {
                 let mut value: Value =
@@ -238,7 +244,7 @@ impl Proxy {
                 if policy.scrub {
                     json::scrub_value(&mut value, &request_scrubber, &mut vault, &mut counts);
                     if may_stream {
-                        hide_usage = ask_for_usage(&mut value);
+                        hide_usage = json::ask_for_usage(&mut value);
                     }
                 }
                 let bytes = serde_json::to_vec(&value).map_err(|_| ProxyError::Malformed)?;
@@ -369,6 +375,7 @@ impl Proxy {
             &mut Vault::new(),
             &mut counts,
             Some(&vault),
+            false,
         ) {
             if let Some(member) = document.usage.clone() {
                 meter.usage(Usage::of_member(&bytes[member]));
@@ -403,28 +410,6 @@ impl Proxy {
         );
         Ok(Response::from_parts(parts, full(out)))
     }
-}
-
-/// Asks an OpenAI stream for its usage (`stream_options.include_usage`), for the token metrics.
-/// Returns whether the client had not asked for it itself, so the usage chunk must be dropped.
-fn ask_for_usage(body: &mut Value) -> bool {
-    if body.get("stream") != Some(&Value::Bool(true)) {
-        return false;
-    }
-    let Some(obj) = body.as_object_mut() else {
-        return false;
-    };
-    let options = obj
-        .entry("stream_options")
-        .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    let Some(options) = options.as_object_mut() else {
-        return false;
-    };
-    if options.get("include_usage") == Some(&Value::Bool(true)) {
-        return false;
-    }
-    options.insert("include_usage".to_owned(), Value::Bool(true));
-    true
 }
 
 /// Removes the attribution headers: they are for Lethe's metrics, not for the provider.

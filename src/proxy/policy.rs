@@ -209,8 +209,13 @@ impl RequestPolicy {
 /// for) and the cache is capped.
 pub struct Scrubbers {
     base: Policy,
-    cache: Mutex<HashMap<(KindSet, [Style; Kind::COUNT]), Scrubber>>,
+    /// The floor's request and response pairs, which most requests use: found without a lock.
+    floor: Vec<(Variant, Scrubber)>,
+    cache: Mutex<HashMap<Variant, Scrubber>>,
 }
+
+/// What tells one compiled scrubber from another.
+type Variant = (KindSet, [Style; Kind::COUNT]);
 
 /// Cap on compiled variants kept; beyond it a variant is compiled per request.
 const MAX_VARIANTS: usize = 256;
@@ -218,13 +223,16 @@ const MAX_VARIANTS: usize = 256;
 impl Scrubbers {
     /// A cache over the floor's policy (its dictionary terms are shared by every variant).
     pub fn new(floor: &Floor) -> Result<Scrubbers, crate::scrub::PolicyError> {
-        let scrubbers = Scrubbers {
+        let mut scrubbers = Scrubbers {
             base: floor.policy.clone(),
+            floor: Vec::new(),
             cache: Mutex::new(HashMap::new()),
         };
         let policy = RequestPolicy::floor(floor);
-        scrubbers.get(policy.kinds, policy.styles)?;
-        scrubbers.get(policy.kinds, policy.response_styles())?;
+        for styles in [policy.styles, policy.response_styles()] {
+            let scrubber = scrubbers.get(policy.kinds, styles)?;
+            scrubbers.floor.push(((policy.kinds, styles), scrubber));
+        }
         Ok(scrubbers)
     }
 
@@ -235,6 +243,9 @@ impl Scrubbers {
         styles: [Style; Kind::COUNT],
     ) -> Result<Scrubber, crate::scrub::PolicyError> {
         let key = (kinds, styles);
+        if let Some((_, s)) = self.floor.iter().find(|(variant, _)| *variant == key) {
+            return Ok(s.clone());
+        }
         if let Some(s) = self.lock().get(&key) {
             return Ok(s.clone());
         }
@@ -250,9 +261,7 @@ impl Scrubbers {
         Ok(scrubber)
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(KindSet, [Style; Kind::COUNT]), Scrubber>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Variant, Scrubber>> {
         // A poisoned lock only means another request panicked while inserting; the map is
         // still a valid cache.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
