@@ -513,6 +513,8 @@ impl EventScrubber {
         let mut id = None;
         let mut choice_seen = false;
         let mut others = 0;
+        // The members a template would copy, in order: their keys and where their values are.
+        let mut members: [(&str, Range<usize>); MAX_KEYS] = std::array::from_fn(|_| ("", 0..0));
         let mut scan = Scan::new(data);
         scan.object(|scan, key| match key {
             "choices" => scan.single(|scan| {
@@ -526,24 +528,35 @@ impl EventScrubber {
                 }
                 Some(())
             }
-            "id" => match scan.scalar()? {
-                Scalar::Str(s) => {
-                    id = Some(s.plain()?);
-                    others += 1;
-                    Some(())
+            "id" => {
+                let start = scan.at;
+                match scan.scalar()? {
+                    Scalar::Str(s) => {
+                        id = Some(s.plain()?);
+                        members[others] = (key, start..scan.at);
+                        others += 1;
+                        Some(())
+                    }
+                    _ => None,
                 }
-                _ => None,
-            },
+            }
             _ => {
+                let start = scan.at;
+                self.one_shot_scalar(scan, key)?;
+                members[others] = (key, start..scan.at);
                 others += 1;
-                self.one_shot_scalar(scan, key)
+                Some(())
             }
         })?;
         scan.end()?;
+        if !choice_seen {
+            return None;
+        }
         // Synthesized chunks copy the template, which the general path renews when it is empty
-        // or `id` changes: only a renewal that changes nothing may be skipped.
+        // or `id` changes: a first chunk builds it here from the same members, and only a
+        // renewal that changes nothing may be skipped.
         let template_holds = if self.template.is_empty() {
-            others == 0
+            others == 0 || self.renew_template(data, &members[..others])
         } else {
             match (&self.template_id, id) {
                 (Some(serde_json::Value::String(t)), Some(id)) => t == id,
@@ -551,7 +564,22 @@ impl EventScrubber {
                 _ => false,
             }
         };
-        (choice_seen && template_holds).then_some(plan)
+        template_holds.then_some(plan)
+    }
+
+    /// Builds the chunk template from the top-level `members` (values unchanged by scrubbing)
+    /// of a chunk whose plan is otherwise made, as the general path would from its tree.
+    fn renew_template(&mut self, data: &str, members: &[(&str, Range<usize>)]) -> bool {
+        let mut template = serde_json::Map::new();
+        for (key, span) in members {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&data[span.clone()]) else {
+                return false;
+            };
+            template.insert((*key).to_owned(), value);
+        }
+        self.template_id = template.get("id").cloned();
+        self.template = template;
+        true
     }
 
     fn chat_choice_plan<'a>(&mut self, scan: &mut Scan<'a>, plan: &mut Plan<'a>) -> Option<()> {
