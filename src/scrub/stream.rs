@@ -71,10 +71,7 @@ impl StreamScrubber {
         }
         self.buf.push_str(delta);
         // A scan that could release nothing is left to the next push (see `may_skip`).
-        if self
-            .state
-            .may_skip(self.buf.as_bytes(), self.released, delta.len())
-        {
+        if self.state.may_skip(&self.buf, self.released, delta.len()) {
             return "";
         }
         let start = self.released;
