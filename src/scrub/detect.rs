@@ -267,6 +267,8 @@ pub(crate) struct ScanState {
     pub(crate) in_private_key: bool,
     /// Length of the window at the end of the last scan: bytes from there on are new.
     seen: usize,
+    /// The classes of the new bytes that a stream skipped (see [`ScanState::may_skip`]), or-ed.
+    unscanned: u8,
     /// Where the trigger pass goes on.
     trigger: usize,
     /// Where the secret-prefix search stands.
@@ -334,22 +336,19 @@ impl ScanState {
     ///
     /// `hold` is kept up to date over skipped bytes, so the first case stays exact.
     #[inline]
-    pub(crate) fn may_skip(&mut self, text: &str, released: usize, added: usize) -> bool {
+    pub(crate) fn may_skip(&mut self, text: &str, released: usize, delta: Delta) -> bool {
         if self.in_private_key {
             return false;
         }
         let b = text.as_bytes();
         let len = b.len();
-        let new = &b[len - added..];
-        if len - released <= MAX_BACKTRACK
-            && self.hold <= released
-            && new.iter().all(|&c| may_hold(c))
-        {
+        if len - released <= MAX_BACKTRACK && self.hold <= released && delta.hold_end == 0 {
             // The waiting parser, if any, has not seen these bytes.
             self.blocker = None;
+            self.unscanned |= delta.classes;
             return true;
         }
-        !self.pending.is_empty() && self.still_blocked(text, released, new)
+        !self.pending.is_empty() && self.still_blocked(text, released, &b[len - delta.len..])
     }
 
     /// The second case of [`ScanState::may_skip`].
@@ -1304,6 +1303,7 @@ impl Engine {
         text: &str,
         from: usize,
         state: &mut ScanState,
+        delta: Delta,
     ) -> Option<usize> {
         let b = text.as_bytes();
         let len = b.len();
@@ -1318,16 +1318,9 @@ impl Engine {
         {
             return None;
         }
-        let mut hold = state.hold;
-        let mut classes = 0;
-        for (k, &c) in b[seen..].iter().enumerate() {
-            let class = CLASS[usize::from(c)];
-            classes |= class;
-            if class & HOLD == 0 {
-                hold = seen + k + 1;
-            }
-        }
-        if classes & TRIGGER != 0 {
+        // The new bytes before the delta were skipped by the first case of `may_skip`: all may be
+        // held, so they do not move `hold`, and only their classes are left to look at.
+        if (state.unscanned | delta.classes) & TRIGGER != 0 {
             return None;
         }
         if let Some(search) = &self.secrets {
@@ -1335,8 +1328,13 @@ impl Engine {
                 return None;
             }
         }
+        let hold = match delta.hold_end {
+            0 => state.hold,
+            end => len - delta.len + end,
+        };
         state.hold = hold;
         state.seen = len;
+        state.unscanned = 0;
         state.trigger = len;
         Some(self.held_from(&Hay::new(text, false), from, hold))
     }
@@ -1471,6 +1469,7 @@ impl Engine {
             len
         };
         state.seen = len;
+        state.unscanned = 0;
     }
 
     /// Runs the parsers of the triggers from `first` on (the first digit or `@`, or the end), with
@@ -1890,6 +1889,37 @@ fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
     let n = e - body;
     let glued = h.get(e)?.is_some_and(|c| c.is_ascii_alphanumeric());
     Ok((!glued && (f.min..=f.max).contains(&n)).then_some(e))
+}
+
+/// What the bytes a stream has just added are made of: looked at once, for both
+/// [`ScanState::may_skip`] and [`Engine::quick_scan`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Delta {
+    len: usize,
+    /// The classes of its bytes, or-ed.
+    classes: u8,
+    /// One past its last byte that [`may_hold`] rejects, from its start; 0 when there is none.
+    hold_end: usize,
+}
+
+impl Delta {
+    #[inline(always)]
+    pub(crate) fn of(new: &[u8]) -> Delta {
+        let mut classes = 0;
+        let mut hold_end = 0;
+        for (k, &c) in new.iter().enumerate() {
+            let class = CLASS[usize::from(c)];
+            classes |= class;
+            if class & HOLD == 0 {
+                hold_end = k + 1;
+            }
+        }
+        Delta {
+            len: new.len(),
+            classes,
+            hold_end,
+        }
+    }
 }
 
 /// Whether a stream may have to hold `c` back at its tail (see [`Engine::scan`]).

@@ -16,7 +16,7 @@
 
 use zeroize::Zeroizing;
 
-use super::detect::{floor_char_boundary, ScanState, CONTEXT};
+use super::detect::{floor_char_boundary, Delta, ScanState, CONTEXT};
 use super::{mask, Counts, Kind, Scrubber, Vault};
 
 /// Released bytes kept before the buffer is compacted (amortises the move).
@@ -70,15 +70,16 @@ impl StreamScrubber {
             self.state.shift(cut);
         }
         self.buf.push_str(delta);
+        let delta = Delta::of(delta.as_bytes());
         // A scan that could release nothing is left to the next push (see `may_skip`).
-        if self.state.may_skip(&self.buf, self.released, delta.len()) {
+        if self.state.may_skip(&self.buf, self.released, delta) {
             return "";
         }
         let start = self.released;
         let quick = self
             .scrubber
             .engine()
-            .quick_scan(&self.buf, start, &mut self.state);
+            .quick_scan(&self.buf, start, &mut self.state, delta);
         if let Some(frontier) = quick {
             self.released = frontier;
             return &self.buf[start..frontier];
