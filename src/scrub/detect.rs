@@ -24,7 +24,9 @@
 //! * decided candidates wait, sorted, until the frontier passes them;
 //! * a parser that asked for more text is asked again with the same trigger, but not while it
 //!   stopped inside a run of one class of bytes (a token body, a digit group) and the new bytes
-//!   only extend that run: it would ask again (see [`Wait`]);
+//!   only extend that run: it would ask again (see [`Wait`]). A stream asks the parser that
+//!   holds its frontier before it scans, and leaves the scan out while that parser asks for more
+//!   (see [`ScanState::may_skip`]);
 //! * a short digit run that reaches the end of the window starts no parser yet: they would all
 //!   ask for more text. The trigger pass stops at it and goes on from it next time.
 //!
@@ -231,7 +233,29 @@ struct Pending {
     start: usize,
     at: usize,
     parser: Parser,
+    /// Length of the window it last answered on; `wait` is about the bytes from there.
+    asked: usize,
     wait: Option<Wait>,
+    /// Its answer on the current window, when a stream asked it before the scan (see
+    /// [`ScanState::still_blocked`]).
+    answer: Option<Parse>,
+}
+
+impl Pending {
+    /// Runs the parser again on the window `h`.
+    fn ask(&self, h: &Hay<'_>) -> Parse {
+        match self.parser {
+            Parser::Card => card(h, self.at),
+            Parser::Ssn => ssn(h, self.at),
+            Parser::Phone => phone(h, self.at).1,
+            Parser::Ipv4 => ipv4(h, self.at),
+            Parser::Ipv6 => ipv6(h, self.start),
+            Parser::Iban => iban(h, self.at),
+            Parser::Email => domain(h, self.at + 1),
+            Parser::Secret(format) => secret(h, self.at, &secrets::FORMATS[format]),
+            Parser::Term(end) => Dictionary::right_edge(h, end),
+        }
+    }
 }
 
 /// What a scan carries from one window to the next. Positions are offsets in the window.
@@ -243,6 +267,8 @@ pub(crate) struct ScanState {
     pub(crate) in_private_key: bool,
     /// Length of the window at the end of the last scan: bytes from there on are new.
     seen: usize,
+    /// The classes of the new bytes that a stream skipped (see [`ScanState::may_skip`]), or-ed.
+    unscanned: u8,
     /// Where the trigger pass goes on.
     trigger: usize,
     /// Where the secret-prefix search stands.
@@ -258,7 +284,7 @@ pub(crate) struct ScanState {
     /// Parsers that asked for more text.
     pending: Vec<Pending>,
     /// The pending parser that lets a stream skip scans (see [`ScanState::may_skip`]), while
-    /// every byte after `seen` has kept it waiting.
+    /// every byte after the window it last answered on has kept it waiting.
     blocker: Option<usize>,
     /// Secret prefixes (start, format) and dictionary terms (start, end) of the current scan,
     /// merged into the trigger pass in text order.
@@ -287,6 +313,7 @@ impl ScanState {
         for p in &mut self.pending {
             at(&mut p.start);
             at(&mut p.at);
+            at(&mut p.asked);
             if let Parser::Term(end) = &mut p.parser {
                 at(end);
             }
@@ -296,55 +323,80 @@ impl ScanState {
         }
     }
 
-    /// Whether a stream may skip the scan of its window `b`, grown by its last `added` bytes,
+    /// Whether a stream may skip the scan of its window `text`, grown by its last `added` bytes,
     /// when it has released everything before `released`: the scan would release nothing and
     /// decide nothing that the next scan, which catches up from where the last one stopped,
     /// cannot decide as well. Two cases:
     ///
     /// * a short tail of bytes that a trigger may still reach back over: nothing in it can be
     ///   released, and a candidate that would end in it would also start in it;
-    /// * a parser whose candidate starts at `released` is reading a run (see [`Wait`]) that the
-    ///   unscanned bytes only extend: it would ask for more again, and hold the frontier.
+    /// * a parser whose candidate starts at `released` asks for more text again, and so holds
+    ///   the frontier. While it reads a run (see [`Wait`]) that the new bytes only extend, it is
+    ///   not even asked.
     ///
-    /// Skipped bytes are all such that [`may_hold`] holds, so the first case stays exact.
+    /// `hold` is kept up to date over skipped bytes, so the first case stays exact.
     #[inline]
-    pub(crate) fn may_skip(&mut self, b: &[u8], released: usize, added: usize) -> bool {
+    pub(crate) fn may_skip(&mut self, text: &str, released: usize, delta: Delta) -> bool {
         if self.in_private_key {
             return false;
         }
+        let b = text.as_bytes();
         let len = b.len();
-        let new = &b[len - added..];
-        if len - released <= MAX_BACKTRACK
-            && self.hold <= released
-            && new.iter().all(|&c| may_hold(c))
-        {
+        if len - released <= MAX_BACKTRACK && self.hold <= released && delta.hold_end == 0 {
             // The waiting parser, if any, has not seen these bytes.
             self.blocker = None;
+            self.unscanned |= delta.classes;
             return true;
         }
-        !self.pending.is_empty() && self.still_blocked(b, released, new)
+        !self.pending.is_empty() && self.still_blocked(text, released, &b[len - delta.len..])
     }
 
     /// The second case of [`ScanState::may_skip`].
     #[inline(never)]
-    fn still_blocked(&mut self, b: &[u8], released: usize, new: &[u8]) -> bool {
+    fn still_blocked(&mut self, text: &str, released: usize, new: &[u8]) -> bool {
+        let b = text.as_bytes();
         let len = b.len();
         let (k, unchecked) = match self.blocker {
-            Some(k) => (k, new),
+            Some(k) => (Some(k), new),
             None => {
                 let waiting = |p: &Pending| p.start <= released && p.wait.is_some();
-                let Some(k) = self.pending.iter().position(waiting) else {
-                    return false;
-                };
-                (k, &b[self.seen.min(len)..])
+                match self.pending.iter().position(waiting) {
+                    Some(k) => (Some(k), &b[self.seen.max(self.pending[k].asked).min(len)..]),
+                    None => (None, new),
+                }
             }
         };
-        let Some(w) = self.pending.get(k).and_then(|p| p.wait) else {
+        if let Some(w) = k.and_then(|k| self.pending.get(k)).and_then(|p| p.wait) {
+            if len <= w.last && unchecked.iter().all(|&c| w.class.has(c) && may_hold(c)) {
+                self.blocker = k;
+                return true;
+            }
+        }
+        self.blocker = None;
+        // Ask the parser that holds the frontier; one that overlaps a masked range is left to
+        // the scan, which drops it.
+        let holds = |p: &Pending| p.start == released && released >= self.last_end;
+        let Some(k) = self.pending.iter().position(holds) else {
             return false;
         };
-        let still = len <= w.last && unchecked.iter().all(|&c| w.class.has(c) && may_hold(c));
-        self.blocker = still.then_some(k);
-        still
+        let p = &mut self.pending[k];
+        match p.ask(&Hay::new(text, false)) {
+            Err(NeedMore(wait)) => {
+                p.wait = wait;
+                p.asked = len;
+                if wait.is_some() {
+                    self.blocker = Some(k);
+                }
+                if let Some(j) = new.iter().rposition(|&c| !may_hold(c)) {
+                    self.hold = len - new.len() + j + 1;
+                }
+                true
+            }
+            parse => {
+                p.answer = Some(parse);
+                false
+            }
+        }
     }
 
     /// Starts the searches afresh at `at`, after a private-key block.
@@ -1174,7 +1226,9 @@ impl Found<'_> {
                 start,
                 at,
                 parser,
+                asked: b.len(),
                 wait,
+                answer: None,
             }),
         }
     }
@@ -1249,6 +1303,7 @@ impl Engine {
         text: &str,
         from: usize,
         state: &mut ScanState,
+        delta: Delta,
     ) -> Option<usize> {
         let b = text.as_bytes();
         let len = b.len();
@@ -1263,16 +1318,9 @@ impl Engine {
         {
             return None;
         }
-        let mut hold = state.hold;
-        let mut classes = 0;
-        for (k, &c) in b[seen..].iter().enumerate() {
-            let class = CLASS[usize::from(c)];
-            classes |= class;
-            if class & HOLD == 0 {
-                hold = seen + k + 1;
-            }
-        }
-        if classes & TRIGGER != 0 {
+        // The new bytes before the delta were skipped by the first case of `may_skip`: all may be
+        // held, so they do not move `hold`, and only their classes are left to look at.
+        if (state.unscanned | delta.classes) & TRIGGER != 0 {
             return None;
         }
         if let Some(search) = &self.secrets {
@@ -1280,8 +1328,13 @@ impl Engine {
                 return None;
             }
         }
+        let hold = match delta.hold_end {
+            0 => state.hold,
+            end => len - delta.len + end,
+        };
         state.hold = hold;
         state.seen = len;
+        state.unscanned = 0;
         state.trigger = len;
         Some(self.held_from(&Hay::new(text, false), from, hold))
     }
@@ -1416,6 +1469,7 @@ impl Engine {
             len
         };
         state.seen = len;
+        state.unscanned = 0;
     }
 
     /// Runs the parsers of the triggers from `first` on (the first digit or `@`, or the end), with
@@ -1520,7 +1574,6 @@ impl Engine {
         state: &mut ScanState,
     ) {
         let b = h.b;
-        let new = &b[seen..];
         let mut k = 0;
         while k < state.pending.len() {
             let p = state.pending[k];
@@ -1528,6 +1581,17 @@ impl Engine {
                 state.pending.swap_remove(k);
                 continue;
             }
+            if let Some(parse) = p.answer {
+                state.pending.swap_remove(k);
+                let mut out = Found {
+                    found: &mut state.found,
+                    pending: &mut state.pending,
+                    floor,
+                };
+                out.add(b, p.start, p.at, p.parser, parse);
+                continue;
+            }
+            let new = &b[seen.max(p.asked)..];
             let waiting = p.wait.is_some_and(|w| {
                 !h.eof && b.len() <= w.last && new.iter().all(|&c| w.class.has(c))
             });
@@ -1541,19 +1605,10 @@ impl Engine {
                 k += 1;
                 continue;
             }
-            let parse = match p.parser {
-                Parser::Card => card(h, p.at),
-                Parser::Ssn => ssn(h, p.at),
-                Parser::Phone => phone(h, p.at).1,
-                Parser::Ipv4 => ipv4(h, p.at),
-                Parser::Ipv6 => ipv6(h, p.start),
-                Parser::Iban => iban(h, p.at),
-                Parser::Email => domain(h, p.at + 1),
-                Parser::Secret(format) => secret(h, p.at, &secrets::FORMATS[format]),
-                Parser::Term(end) => Dictionary::right_edge(h, end),
-            };
+            let parse = p.ask(h);
             if let Err(NeedMore(wait)) = parse {
                 state.pending[k].wait = wait;
+                state.pending[k].asked = b.len();
                 k += 1;
                 continue;
             }
@@ -1857,6 +1912,37 @@ fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
     let n = e - body;
     let glued = h.get(e)?.is_some_and(|c| c.is_ascii_alphanumeric());
     Ok((!glued && (f.min..=f.max).contains(&n)).then_some(e))
+}
+
+/// What the bytes a stream has just added are made of: looked at once, for both
+/// [`ScanState::may_skip`] and [`Engine::quick_scan`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Delta {
+    len: usize,
+    /// The classes of its bytes, or-ed.
+    classes: u8,
+    /// One past its last byte that [`may_hold`] rejects, from its start; 0 when there is none.
+    hold_end: usize,
+}
+
+impl Delta {
+    #[inline(always)]
+    pub(crate) fn of(new: &[u8]) -> Delta {
+        let mut classes = 0;
+        let mut hold_end = 0;
+        for (k, &c) in new.iter().enumerate() {
+            let class = CLASS[usize::from(c)];
+            classes |= class;
+            if class & HOLD == 0 {
+                hold_end = k + 1;
+            }
+        }
+        Delta {
+            len: new.len(),
+            classes,
+            hold_end,
+        }
+    }
 }
 
 /// Whether a stream may have to hold `c` back at its tail (see [`Engine::scan`]).

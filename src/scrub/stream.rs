@@ -16,7 +16,7 @@
 
 use zeroize::Zeroizing;
 
-use super::detect::{floor_char_boundary, ScanState, CONTEXT};
+use super::detect::{floor_char_boundary, Delta, ScanState, CONTEXT};
 use super::{mask, Counts, Kind, Scrubber, Vault};
 
 /// Released bytes kept before the buffer is compacted (amortises the move).
@@ -59,29 +59,42 @@ impl StreamScrubber {
     /// Adds `delta` and returns the text that is safe to release now (possibly empty).
     ///
     /// Placeholders, if the policy uses them, are numbered in `vault`.
+    // Inlined into the caller: most pushes end at the skip, and the scan is out of line.
+    #[inline]
     pub fn push(&mut self, delta: &str, vault: &mut Vault) -> &str {
         if self.finished {
             return "";
         }
         if self.released > COMPACT_AT + CONTEXT {
-            let cut = floor_char_boundary(&self.buf, self.released - CONTEXT);
-            self.buf.replace_range(..cut, "");
-            self.released -= cut;
-            self.state.shift(cut);
+            self.compact();
         }
         self.buf.push_str(delta);
+        let delta = Delta::of(delta.as_bytes());
         // A scan that could release nothing is left to the next push (see `may_skip`).
-        if self
-            .state
-            .may_skip(self.buf.as_bytes(), self.released, delta.len())
-        {
+        if self.state.may_skip(&self.buf, self.released, delta) {
             return "";
         }
+        self.scan(delta, vault)
+    }
+
+    /// Discards released text but the context the next candidates may need.
+    #[cold]
+    #[inline(never)]
+    fn compact(&mut self) {
+        let cut = floor_char_boundary(&self.buf, self.released - CONTEXT);
+        self.buf.replace_range(..cut, "");
+        self.released -= cut;
+        self.state.shift(cut);
+    }
+
+    /// The scan of a push that may release something.
+    #[inline(never)]
+    fn scan(&mut self, delta: Delta, vault: &mut Vault) -> &str {
         let start = self.released;
         let quick = self
             .scrubber
             .engine()
-            .quick_scan(&self.buf, start, &mut self.state);
+            .quick_scan(&self.buf, start, &mut self.state, delta);
         if let Some(frontier) = quick {
             self.released = frontier;
             return &self.buf[start..frontier];
