@@ -1581,37 +1581,34 @@ impl Engine {
                 state.pending.swap_remove(k);
                 continue;
             }
-            if let Some(parse) = p.answer {
-                state.pending.swap_remove(k);
-                let mut out = Found {
-                    found: &mut state.found,
-                    pending: &mut state.pending,
-                    floor,
-                };
-                out.add(b, p.start, p.at, p.parser, parse);
-                continue;
-            }
-            let new = &b[seen.max(p.asked)..];
-            let waiting = p.wait.is_some_and(|w| {
-                !h.eof && b.len() <= w.last && new.iter().all(|&c| w.class.has(c))
-            });
-            if waiting {
-                k += 1;
-                continue;
-            }
-            if !h.eof && p.start >= lazy_from {
-                // Its answer cannot move the frontier yet: ask later, with all the new bytes.
-                state.pending[k].wait = None;
-                k += 1;
-                continue;
-            }
-            let parse = p.ask(h);
-            if let Err(NeedMore(wait)) = parse {
-                state.pending[k].wait = wait;
-                state.pending[k].asked = b.len();
-                k += 1;
-                continue;
-            }
+            let parse = match p.answer {
+                Some(parse) => parse,
+                None => {
+                    let new = &b[seen.max(p.asked)..];
+                    let waiting = p.wait.is_some_and(|w| {
+                        !h.eof && b.len() <= w.last && new.iter().all(|&c| w.class.has(c))
+                    });
+                    if waiting {
+                        k += 1;
+                        continue;
+                    }
+                    if !h.eof && p.start >= lazy_from {
+                        // Its answer cannot move the frontier yet: ask later, with all the new
+                        // bytes.
+                        state.pending[k].wait = None;
+                        k += 1;
+                        continue;
+                    }
+                    let parse = p.ask(h);
+                    if let Err(NeedMore(wait)) = parse {
+                        state.pending[k].wait = wait;
+                        state.pending[k].asked = b.len();
+                        k += 1;
+                        continue;
+                    }
+                    parse
+                }
+            };
             state.pending.swap_remove(k);
             let mut out = Found {
                 found: &mut state.found,
