@@ -65,6 +65,8 @@ const CONTEXT_WINDOW: usize = 32;
 const IPV6_MAX: usize = 45;
 /// New text up to this long is looked at byte by byte rather than by the vectorised passes.
 const SHORT: usize = 32;
+/// Texts this short are tested for a quick "nothing to find" (see [`Engine::finds_nothing`]).
+const FEW_BYTES: usize = 64;
 /// Longest digit run at the end of an unfinished window whose parsers wait for the next scan;
 /// longer than any run a parser reads before it answers.
 const OPEN_RUN_MAX: usize = 24;
@@ -1292,6 +1294,33 @@ impl Engine {
             }
         }
         self.scan_keys(&h, from, state, sink)
+    }
+
+    /// Whether a one-shot scan of `text` would find nothing, told without scanning: there is no
+    /// dictionary, no trigger (digit or `@`), and no secret prefix, or no run of
+    /// [`secrets::SHORTEST`] bytes a secret could span. Only short texts are looked at: object
+    /// keys, ids, header values. A long one mostly has a digit somewhere, and the scan tells as
+    /// cheaply.
+    #[inline]
+    pub(crate) fn finds_nothing(&self, text: &str) -> bool {
+        let b = text.as_bytes();
+        if self.dictionary.is_some() || b.len() > FEW_BYTES {
+            return false;
+        }
+        let (mut run, mut longest) = (0, 0);
+        for &c in b {
+            if is(c, TRIGGER) {
+                return false;
+            }
+            run = if Body::Dotted.contains(c) { run + 1 } else { 0 };
+            longest = longest.max(run);
+        }
+        // Snake-case keys (`finish_reason`) are long runs: the prefix automaton tells.
+        longest < secrets::SHORTEST
+            || self
+                .secrets
+                .as_ref()
+                .is_none_or(|search| search.pass_quietly(b, &mut Cursor::at(0)))
     }
 
     /// [`Engine::scan`] for the common push of a stream, done cheaply: nothing pending or found,

@@ -460,6 +460,12 @@ impl Scrubber {
     /// Scrubs `text` in one go, numbering placeholders in `vault`.
     pub fn scrub_in<'a>(&self, text: &'a str, vault: &mut Vault) -> Scrubbed<'a> {
         let mut counts = Counts::default();
+        if self.engine().finds_nothing(text) {
+            return Scrubbed {
+                text: Cow::Borrowed(text),
+                counts,
+            };
+        }
         let mut out: Option<String> = None;
         let mut copied = 0;
         let mut state = detect::ScanState::default();

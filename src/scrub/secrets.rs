@@ -79,6 +79,13 @@ static BODIES: [u8; 256] = {
     t
 };
 
+/// Every secret spans at least this many consecutive [`Body::Dotted`] bytes (letters, digits,
+/// `_`, `-`, `.`) from its prefix on: a key its prefix and `min` body bytes, a PEM header its
+/// `-----BEGIN`, a JWT its first two groups of four characters (`eyJ` and one more, then the
+/// `alg` group, which no first group can be), a `.` and a byte of payload. Text without such a
+/// run holds no secret; a test checks the table against it.
+pub(crate) const SHORTEST: usize = 10;
+
 /// One secret format: `prefix` then `min..=max` body bytes from `body`.
 #[derive(Debug)]
 pub(crate) struct SecretFormat {
@@ -197,4 +204,49 @@ pub(crate) fn search(kinds: KindSet) -> Option<PrefixSearch> {
         .build(&patterns)
         .ok()?;
     PrefixSearch::new(all, dfa)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scrub::validate;
+
+    #[test]
+    fn every_secret_spans_a_run_of_the_shortest_length() {
+        for f in FORMATS {
+            let prefix = f.prefix.as_bytes();
+            assert!(
+                prefix.iter().all(|&c| Body::Dotted.contains(c)),
+                "{}",
+                f.prefix
+            );
+            assert!(
+                (0..=255u8).all(|c| !f.body.contains(c) || Body::Dotted.contains(c)),
+                "{}",
+                f.prefix
+            );
+            match f.kind {
+                Kind::PrivateKey => assert!(prefix.len() >= SHORTEST),
+                // Checked below: two groups of four, a dot and a byte.
+                Kind::Jwt => assert_eq!(f.prefix, "eyJ"),
+                _ => assert!(prefix.len() + f.min >= SHORTEST, "{}", f.prefix),
+            }
+        }
+        // A JWT header shorter than two groups has no group that decodes to `"alg"`, whatever
+        // follows `eyJ`: every character of the three `alg` groups, and padding, in every place.
+        let alphabet = b"ImFsbGciYWxnJ=";
+        for len in 0..=4 {
+            let mut idx = vec![0usize; len];
+            loop {
+                let mut head = b"eyJ".to_vec();
+                head.extend(idx.iter().map(|&k| alphabet[k]));
+                assert!(!validate::jwt_header_ok(&head), "{head:?}");
+                let Some(k) = idx.iter().rposition(|&k| k + 1 < alphabet.len()) else {
+                    break;
+                };
+                idx[k] += 1;
+                idx[k + 1..].iter_mut().for_each(|k| *k = 0);
+            }
+        }
+    }
 }

@@ -407,6 +407,61 @@ fn secret_prefixes_are_held_at_the_tail() {
     }
 }
 
+/// The quick "nothing to find" of short texts agrees with the scan: texts made of pieces of
+/// every secret prefix, triggers and separators, up to the length it looks at.
+#[test]
+fn short_texts_found_clean_without_a_scan_are_clean() {
+    let pieces: Vec<&str> = secrets::FORMATS
+        .iter()
+        .map(|f| f.prefix)
+        .chain(
+            " |.|-|_|:|\n|a|Zq|x9|@|7|é|eyJhbGci|ImFz|abcdefgh|ABCDEFGH|----- |KEY-----".split('|'),
+        )
+        .collect();
+    for policy in [
+        Policy::default(),
+        Policy::default().with_kinds(KindSet::ALL),
+    ] {
+        let s = Scrubber::new(&policy).expect("policy");
+        let engine = s.engine();
+        let (mut state, mut skipped) = (0x9E37_79B9_7F4A_7C15u64, 0);
+        for _ in 0..200_000 {
+            let mut text = String::new();
+            loop {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let piece = pieces[(state % pieces.len() as u64) as usize];
+                if text.len() + piece.len() > 64 || (state >> 40) % 9 == 0 {
+                    break;
+                }
+                text.push_str(piece);
+            }
+            if !engine.finds_nothing(&text) {
+                continue;
+            }
+            skipped += 1;
+            let mut found = false;
+            let mut scan = detect::ScanState::default();
+            engine.scan(&text, 0, true, &mut scan, &mut |_| found = true);
+            assert!(!found, "{text:?}");
+        }
+        assert!(skipped > 10_000, "the quick test took {skipped} texts");
+    }
+    // Every kind of trigger and a secret's run end it.
+    let s = scrubber();
+    for text in ["a@b", "port 8", "xoxb-abcdefghij", "a sk-proj-thing"] {
+        assert!(!s.engine().finds_nothing(text), "{text}");
+    }
+    for text in ["finish_reason", "chat.completion", "take xoxb-"] {
+        assert!(s.engine().finds_nothing(text), "{text}");
+    }
+    assert!(
+        !s.engine().finds_nothing(&"a ".repeat(33)),
+        "longer than it looks at"
+    );
+}
+
 #[test]
 fn kind_names_round_trip() {
     for kind in Kind::ALL {
