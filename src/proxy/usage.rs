@@ -21,6 +21,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::metrics::OTHER;
@@ -53,12 +57,20 @@ impl Usage {
 
     /// Merges a `usage` object itself (the value of a `usage` member).
     pub fn observe_usage(&mut self, usage: &Value) {
-        let n = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
-        let input = n("prompt_tokens")
-            + n("input_tokens")
-            + n("cache_creation_input_tokens")
-            + n("cache_read_input_tokens");
-        let output = n("completion_tokens") + n("output_tokens");
+        let mut counts = [0; Field::COUNTED];
+        for (k, name) in Field::NAMES.iter().enumerate() {
+            counts[k] = usage.get(*name).and_then(Value::as_u64).unwrap_or(0);
+        }
+        self.merge(&counts);
+    }
+
+    /// Merges the counts of the [`Field`]s, in order.
+    fn merge(&mut self, n: &[u64; Field::COUNTED]) {
+        let input = n[0]
+            .saturating_add(n[1])
+            .saturating_add(n[2])
+            .saturating_add(n[3]);
+        let output = n[4].saturating_add(n[5]);
         self.input = self.input.max(input);
         self.output = self.output.max(output);
     }
@@ -83,7 +95,7 @@ impl Usage {
     /// The usage in the value of a body's top-level `usage` member, given alone (the body
     /// scrubber finds where it is, so the body is not read twice).
     pub fn of_member(member: &[u8]) -> Usage {
-        serde_json::from_slice::<Value>(member).map_or_else(|_| Usage::default(), Usage::of_object)
+        serde_json::from_slice::<Counted>(member).map_or_else(|_| Usage::default(), |c| c.0)
     }
 
     fn of_object(usage: Value) -> Usage {
@@ -103,6 +115,150 @@ impl Usage {
     pub fn is_empty(&self) -> bool {
         self.total() == 0
     }
+}
+
+/// The members of a `usage` object that count tokens: four of input, two of output.
+enum Field {
+    Counted(usize),
+    Other,
+}
+
+impl Field {
+    const COUNTED: usize = 6;
+    const NAMES: [&'static str; Field::COUNTED] = [
+        "prompt_tokens",
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "completion_tokens",
+        "output_tokens",
+    ];
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Field, E> {
+                Ok(Field::NAMES
+                    .iter()
+                    .position(|n| *n == name)
+                    .map_or(Field::Other, Field::Counted))
+            }
+        }
+        d.deserialize_identifier(Name)
+    }
+}
+
+/// A token count: a JSON value read as [`Value::as_u64`] reads it, anything else counting 0.
+struct Count(u64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+        d.deserialize_any(Counter).map(|n| Count(n.unwrap_or(0)))
+    }
+}
+
+/// The value of a `usage` member read straight from its text, without building a tree: what
+/// [`Usage::observe_usage`] reads from the parsed value, and nothing for anything but an object.
+struct Counted(Usage);
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Counted, D::Error> {
+        d.deserialize_any(UsageObject)
+    }
+}
+
+/// Visits a count: `Some` for an unsigned integer, `None` for any other value (skipped whole).
+struct Counter;
+
+/// Visits a `usage` member: its counts if it is an object, none otherwise.
+struct UsageObject;
+
+/// The answers of [`Counter`] and [`UsageObject`] to values they do not read.
+trait Skips<'de>: Visitor<'de> + Sized {
+    const NOTHING: Self::Value;
+}
+
+impl Skips<'_> for Counter {
+    const NOTHING: Option<u64> = None;
+}
+
+impl Skips<'_> for UsageObject {
+    const NOTHING: Counted = Counted(Usage {
+        input: 0,
+        output: 0,
+    });
+}
+
+/// The visits shared by [`Counter`] and [`UsageObject`]: scalars and arrays give nothing.
+macro_rules! skip_the_rest {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Self::NOTHING)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Self::NOTHING)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Self::NOTHING)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Self::NOTHING)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Self::NOTHING)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Self::NOTHING)
+        }
+    };
+}
+
+impl<'de> Visitor<'de> for Counter {
+    type Value = Option<u64>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a token count")
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<u64>, E> {
+        Ok(Some(n))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<u64>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    skip_the_rest!();
+}
+
+impl<'de> Visitor<'de> for UsageObject {
+    type Value = Counted;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a usage object")
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Counted, E> {
+        Ok(Self::NOTHING)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Counted, A::Error> {
+        // A member given twice counts once, with its last value, as in the parsed tree.
+        let mut counts = [0; Field::COUNTED];
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Counted(k) => counts[k] = map.next_value::<Count>()?.0,
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let mut usage = Usage::default();
+        usage.merge(&counts);
+        Ok(Counted(usage))
+    }
+    skip_the_rest!();
 }
 
 /// USD per million tokens.
@@ -243,6 +399,35 @@ mod tests {
         let mut u = Usage::default();
         u.observe(&json!({"type": "response.completed", "response": {"usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}}}));
         assert_eq!(u.total(), 7);
+    }
+
+    /// Read from its text, a `usage` member counts what the parsed tree counts.
+    #[test]
+    fn usage_member_read_like_the_tree() {
+        let members = [
+            r#"{"prompt_tokens": 200, "completion_tokens": 150, "total_tokens": 350}"#,
+            r#"{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":[1,{"a":2}]},"completion_tokens":3}"#,
+            r#"{"input_tokens": 20, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 7, "output_tokens": 1}"#,
+            r#"{"input_tokens": 5, "input_tokens": 8, "output_tokens": -3, "completion_tokens": 2.0}"#,
+            r#"{"output_tokens": "7", "input_tokens": null, "completion_tokens": true, "prompt_tokens": [3]}"#,
+            r#"{"\u0069nput_tokens": 6, "output_tokens": 18446744073709551615, "completion_tokens": 1}"#,
+            r#"{"prompt_tokens": 18446744073709551615, "input_tokens": 18446744073709551615}"#,
+            r#"{"prompt_tokens": 1e3, "output_tokens": 12345678901234567890}"#,
+            r#"{}"#,
+            r#"[{"prompt_tokens": 3}]"#,
+            r#"null"#,
+            r#"42"#,
+            r#""prompt_tokens""#,
+            r#"{"prompt_tokens": 3"#,
+            r#"{"prompt_tokens": 3} trailing"#,
+        ];
+        for member in members {
+            let tree = serde_json::from_slice::<Value>(member.as_bytes())
+                .map_or_else(|_| Usage::default(), Usage::of_object);
+            assert_eq!(Usage::of_member(member.as_bytes()), tree, "{member}");
+        }
+        let u = Usage::of_member(members[2].as_bytes());
+        assert_eq!((u.input, u.output), (31, 1), "the test reads something");
     }
 
     #[test]
