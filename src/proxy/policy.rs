@@ -62,7 +62,14 @@ fn strength(style: Style) -> u8 {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// The privacy headers, named once: a lookup by name text parses the name every time.
+const PII_DETECTION: HeaderName = HeaderName::from_static("x-pii-detection");
+const PII_TYPES: HeaderName = HeaderName::from_static("x-pii-types");
+const PII_MASKING: HeaderName = HeaderName::from_static("x-pii-masking");
+const COMPLIANCE_MODE: HeaderName = HeaderName::from_static("x-compliance-mode");
+const LOGGING_LEVEL: HeaderName = HeaderName::from_static("x-logging-level");
+
+fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -129,14 +136,14 @@ impl RequestPolicy {
     pub fn from_headers(floor: &Floor, headers: &HeaderMap) -> Result<RequestPolicy, ProxyError> {
         let mut policy = RequestPolicy::floor(floor);
         let lower = floor.allow_client_lower;
-        if let Some(v) = header(headers, "x-pii-detection") {
+        if let Some(v) = header(headers, &PII_DETECTION) {
             match switch(v) {
                 Some(false) if lower => policy.scrub = false,
                 Some(_) => {}
                 None => return Err(ProxyError::BadPrivacyHeader),
             }
         }
-        if let Some(v) = header(headers, "x-pii-types") {
+        if let Some(v) = header(headers, &PII_TYPES) {
             let asked = v
                 .split(',')
                 .filter(|n| !n.trim().is_empty())
@@ -147,7 +154,7 @@ impl RequestPolicy {
                 policy.kinds.union(asked)
             };
         }
-        if let Some(v) = header(headers, "x-pii-masking") {
+        if let Some(v) = header(headers, &PII_MASKING) {
             match (style_named(v), switch(v)) {
                 (Some(style), _) => {
                     for current in &mut policy.styles {
@@ -163,7 +170,7 @@ impl RequestPolicy {
                 (None, None) => return Err(ProxyError::BadPrivacyHeader),
             }
         }
-        if let Some(v) = header(headers, "x-compliance-mode") {
+        if let Some(v) = header(headers, &COMPLIANCE_MODE) {
             match v.to_ascii_lowercase().as_str() {
                 "hipaa" => {
                     policy.hipaa = true;
@@ -178,7 +185,7 @@ impl RequestPolicy {
                 _ => return Err(ProxyError::BadPrivacyHeader),
             }
         }
-        if let Some(v) = header(headers, "x-logging-level") {
+        if let Some(v) = header(headers, &LOGGING_LEVEL) {
             policy.errors_only = v.eq_ignore_ascii_case("error");
         }
         if policy.kinds.is_empty() {
