@@ -19,9 +19,8 @@
 //! discounts are not modelled: cost is input × input price + output × output price.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -169,56 +168,12 @@ struct Counted(Usage);
 
 impl<'de> Deserialize<'de> for Counted {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Counted, D::Error> {
-        d.deserialize_any(UsageObject)
+        d.deserialize_map(UsageObject)
     }
 }
 
 /// Visits a count: `Some` for an unsigned integer, `None` for any other value (skipped whole).
 struct Counter;
-
-/// Visits a `usage` member: its counts if it is an object, none otherwise.
-struct UsageObject;
-
-/// The answers of [`Counter`] and [`UsageObject`] to values they do not read.
-trait Skips<'de>: Visitor<'de> + Sized {
-    const NOTHING: Self::Value;
-}
-
-impl Skips<'_> for Counter {
-    const NOTHING: Option<u64> = None;
-}
-
-impl Skips<'_> for UsageObject {
-    const NOTHING: Counted = Counted(Usage {
-        input: 0,
-        output: 0,
-    });
-}
-
-/// The visits shared by [`Counter`] and [`UsageObject`]: scalars and arrays give nothing.
-macro_rules! skip_the_rest {
-    () => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(Self::NOTHING)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(Self::NOTHING)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(Self::NOTHING)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(Self::NOTHING)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Self::NOTHING)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(Self::NOTHING)
-        }
-    };
-}
 
 impl<'de> Visitor<'de> for Counter {
     type Value = Option<u64>;
@@ -228,20 +183,39 @@ impl<'de> Visitor<'de> for Counter {
     fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<u64>, E> {
         Ok(Some(n))
     }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<u64>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<u64>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(None)
     }
-    skip_the_rest!();
 }
+
+/// Visits a `usage` member. Anything but an object is refused, which [`Usage::of_member`]
+/// reads as no usage, as it reads a tree that is not an object.
+struct UsageObject;
 
 impl<'de> Visitor<'de> for UsageObject {
     type Value = Counted;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a usage object")
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Counted, E> {
-        Ok(Self::NOTHING)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Counted, A::Error> {
         // A member given twice counts once, with its last value, as in the parsed tree.
@@ -258,7 +232,6 @@ impl<'de> Visitor<'de> for UsageObject {
         usage.merge(&counts);
         Ok(Counted(usage))
     }
-    skip_the_rest!();
 }
 
 /// USD per million tokens.
