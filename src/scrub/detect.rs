@@ -60,7 +60,9 @@ const LOCAL_MAX: usize = 64;
 /// Longest e-mail domain (RFC 1035).
 const DOMAIN_MAX: usize = 253;
 /// How far back a context word ("ssn", "phone", "version") may stand.
-const CONTEXT_WINDOW: usize = 32;
+const CONTEXT_WINDOW: usize = 40;
+/// How far back the key before an IPv6 address is read (see [`keyed`]).
+const KEY_MAX: usize = 32;
 /// Longest textual IPv6 address (with an embedded IPv4 address).
 const IPV6_MAX: usize = 45;
 /// New text up to this long is looked at byte by byte rather than by the vectorised passes.
@@ -107,7 +109,8 @@ static CLASS: [u8; 256] = {
         if matches!(c, b'_' | b'-') {
             f |= B64URL;
         }
-        if matches!(c, b':' | b'(') {
+        // `'` may stand inside an e-mail local part (see [`email`]).
+        if matches!(c, b':' | b'(' | b'\'') {
             f |= HOLD;
         }
         if c.is_ascii_digit() || c == b'@' {
@@ -238,25 +241,27 @@ struct Pending {
     /// Length of the window it last answered on; `wait` is about the bytes from there.
     asked: usize,
     wait: Option<Wait>,
-    /// Its answer on the current window, when a stream asked it before the scan (see
-    /// [`ScanState::still_blocked`]).
-    answer: Option<Parse>,
+    /// Its answer on the current window, with the candidate's start, when a stream asked it
+    /// before the scan (see [`ScanState::still_blocked`]).
+    answer: Option<(usize, Parse)>,
 }
 
 impl Pending {
-    /// Runs the parser again on the window `h`.
-    fn ask(&self, h: &Hay<'_>) -> Parse {
-        match self.parser {
+    /// Runs the parser again on the window `h`: the candidate's start and the answer. Only a
+    /// phone number's start may move, once the window tells whether `(` opens its area code.
+    fn ask(&self, h: &Hay<'_>) -> (usize, Parse) {
+        let parse = match self.parser {
+            Parser::Phone => return phone(h, self.at),
             Parser::Card => card(h, self.at),
             Parser::Ssn => ssn(h, self.at),
-            Parser::Phone => phone(h, self.at).1,
             Parser::Ipv4 => ipv4(h, self.at),
             Parser::Ipv6 => ipv6(h, self.start),
             Parser::Iban => iban(h, self.at),
             Parser::Email => domain(h, self.at + 1),
             Parser::Secret(format) => secret(h, self.at, &secrets::FORMATS[format]),
             Parser::Term(end) => Dictionary::right_edge(h, end),
-        }
+        };
+        (self.start, parse)
     }
 }
 
@@ -383,7 +388,8 @@ impl ScanState {
         };
         let p = &mut self.pending[k];
         match p.ask(&Hay::new(text, false)) {
-            Err(NeedMore(wait)) => {
+            (start, Err(NeedMore(wait))) => {
+                p.start = start;
                 p.wait = wait;
                 p.asked = len;
                 if wait.is_some() {
@@ -394,8 +400,8 @@ impl ScanState {
                 }
                 true
             }
-            parse => {
-                p.answer = Some(parse);
+            answer => {
+                p.answer = Some(answer);
                 false
             }
         }
@@ -537,28 +543,48 @@ impl<'a> Hay<'a> {
     }
 
     /// Whether one of `words` (lowercase, possibly several words) ends right before `i`,
-    /// skipping blanks, quotes and `:#=.-` between (`"ssn": "…"`), ignoring case.
+    /// skipping blanks, quotes and `:#=.-` between (`"ssn": "…"`), and up to two linking words
+    /// ("is", "no.": `social security number is …`, `Social Security No. …`), ignoring case.
     fn context_word(&self, i: usize, words: &[&[u8]]) -> bool {
         let lo = i.saturating_sub(CONTEXT_WINDOW);
-        let mut j = i;
-        while j > lo
-            && matches!(
-                self.b[j - 1],
-                b' ' | b'\t' | b':' | b'#' | b'=' | b'.' | b'-' | b'"' | b'\''
-            )
-        {
-            j -= 1;
+        let skip_gap = |mut j: usize| {
+            while j > lo
+                && matches!(
+                    self.b[j - 1],
+                    b' ' | b'\t' | b':' | b'#' | b'=' | b'.' | b'-' | b'"' | b'\''
+                )
+            {
+                j -= 1;
+            }
+            j
+        };
+        let mut j = skip_gap(i);
+        for round in 0..=LINKS_MAX {
+            let before = &self.b[lo..j];
+            let ends_in = |w: &[u8]| {
+                before.len() >= w.len()
+                    && before[before.len() - w.len()..].eq_ignore_ascii_case(w)
+                    && !self
+                        .prev(j - w.len())
+                        .is_some_and(|c| c.is_ascii_alphabetic())
+            };
+            if words.iter().any(|w| ends_in(w)) {
+                return true;
+            }
+            match LINKS.iter().find(|w| ends_in(w)) {
+                Some(w) if round < LINKS_MAX => j = skip_gap(j - w.len()),
+                _ => return false,
+            }
         }
-        let before = &self.b[lo..j];
-        words.iter().any(|w| {
-            before.len() >= w.len()
-                && before[before.len() - w.len()..].eq_ignore_ascii_case(w)
-                && !self
-                    .prev(j - w.len())
-                    .is_some_and(|c| c.is_ascii_alphabetic())
-        })
+        false
     }
 }
+
+/// Words that may stand between a context word and its number, at most [`LINKS_MAX`] of them.
+const LINKS: &[&[u8]] = &[
+    b"is", b"was", b"no", b"nr", b"num", b"number", b"of", b"reads",
+];
+const LINKS_MAX: usize = 2;
 
 /// Whether `c`, seen across a joiner (`-`, `.`, `/`), glues a number into a larger token
 /// (`INV-4111…`, `v1.2.3.4`). `]` and `*` count too: they end labels and masks, so scrubbed
@@ -608,6 +634,16 @@ fn num_right_ok(h: &Hay<'_>, e: usize) -> Result<bool, NeedMore> {
     })
 }
 
+/// Right edge of a card number or an SSN: that of a number, but a `/` ends it, before an expiry
+/// date (`4111 1111 1111 1111/12/27`) or a note. Phone numbers keep the stricter edge: the mask
+/// style shows their last digits, which could open a number of their own across the `/`.
+fn value_right_ok(h: &Hay<'_>, e: usize) -> Result<bool, NeedMore> {
+    if h.get(e)? == Some(b'/') {
+        return Ok(true);
+    }
+    num_right_ok(h, e)
+}
+
 fn digits_of(b: &[u8], range: Range<usize>, out: &mut [u8], n: &mut usize) -> bool {
     for &c in &b[range] {
         if *n >= out.len() {
@@ -628,7 +664,7 @@ fn card(h: &Hay<'_>, t: usize) -> Parse {
     let valid = |d: &[u8]| validate::card_brand_ok(d) && validate::luhn(d);
     match e - t {
         12..=19 => {
-            let ok = valid(&b[t..e]) && num_right_ok(h, e)?;
+            let ok = valid(&b[t..e]) && value_right_ok(h, e)?;
             return Ok(ok.then_some(e));
         }
         4 => {}
@@ -648,13 +684,18 @@ fn card(h: &Hay<'_>, t: usize) -> Parse {
             return Ok(None);
         }
         let g = h.run(end + 1, 6, Class::Digit)?;
+        let group = g - end - 1;
+        // So would a short group that opens a date (`… 1111 12/27`) or an area code
+        // (`… 1111 415/555-0132`); a group of four or more that a `/` ends is the card's last
+        // (`… 1111/12/27`), and no value opens with such a group and a `/`.
         let other_grouping = match h.get(g)? {
+            Some(b'/') if group >= 4 => false,
             Some(c @ (b'-' | b'.' | b'/' | b':')) if c != sep => {
                 h.get(g + 1)?.is_some_and(|c| c.is_ascii_alphanumeric())
             }
             _ => false,
         };
-        Ok((g - end - 1 <= 6 && !other_grouping).then_some(g))
+        Ok((group <= 6 && !other_grouping).then_some(g))
     };
     let mut end = e;
     let mut groups = 1;
@@ -673,7 +714,8 @@ fn card(h: &Hay<'_>, t: usize) -> Parse {
             break;
         }
     }
-    let ok = groups >= 3 && (12..=19).contains(&n) && valid(&digits[..n]) && num_right_ok(h, end)?;
+    let ok =
+        groups >= 3 && (12..=19).contains(&n) && valid(&digits[..n]) && value_right_ok(h, end)?;
     Ok(ok.then_some(end))
 }
 
@@ -706,7 +748,7 @@ fn ssn(h: &Hay<'_>, t: usize) -> Parse {
         _ => return Ok(None),
     };
     let ok = u8::try_from(group).is_ok_and(|g| validate::ssn_ok(area, g, serial))
-        && num_right_ok(h, end)?;
+        && value_right_ok(h, end)?;
     Ok(ok.then_some(end))
 }
 
@@ -730,17 +772,27 @@ fn phone(h: &Hay<'_>, t: usize) -> (usize, Parse) {
         // A number opening with `+` or `(` carries its own left edge: what stands before it
         // does not matter (and may be a label after scrubbing).
         Some(b'+') => (t - 1, international(h, t)),
-        Some(b'(') => (t - 1, nanp(h, t - 1, || false)),
-        _ if !num_left_ok(h, t) => (t, Ok(None)),
-        _ => {
-            // A trunk "1" before a separated number: 1-800-555-0199, 1 (800) 555-0199.
-            match trunk(h, t) {
-                Ok(true) => return (t, nanp(h, t + 2, || false)),
-                Ok(false) => {}
-                Err(e) => return (t, Err(e)),
-            }
-            (t, nanp(h, t, || h.context_word(t, PHONE_WORDS)))
-        }
+        // An area code in parentheses; any other number in parentheses, `(415 555 0132)`, is
+        // read from its first digit.
+        Some(b'(') => match h.get(t + 3) {
+            Err(_) => (t - 1, Err(NeedMore(None))),
+            Ok(Some(b')')) => (t - 1, nanp(h, t - 1, || false)),
+            Ok(_) => plain_phone(h, t),
+        },
+        _ => plain_phone(h, t),
+    }
+}
+
+/// [`phone`] of a number that opens with its first digit at `t`.
+fn plain_phone(h: &Hay<'_>, t: usize) -> (usize, Parse) {
+    if !num_left_ok(h, t) {
+        return (t, Ok(None));
+    }
+    // A trunk "1" before a separated number: 1-800-555-0199, 1 (800) 555-0199.
+    match trunk(h, t) {
+        Ok(true) => (t, nanp(h, t + 2, || false)),
+        Ok(false) => (t, nanp(h, t, || h.context_word(t, PHONE_WORDS))),
+        Err(e) => (t, Err(e)),
     }
 }
 
@@ -779,10 +831,12 @@ fn nanp(h: &Hay<'_>, i: usize, allow_bare: impl Fn() -> bool) -> Parse {
             _ => return Ok(None),
         }
         digits_of(b, j..e, &mut d, &mut n);
-        let Some(s @ (b'-' | b'.' | b' ')) = h.get(e)? else {
-            return Ok(None);
+        sep1 = match h.get(e)? {
+            Some(s @ (b'-' | b'.' | b' ')) => Some(s),
+            // `415/555-0132`: the slash sets the area code apart, like parentheses.
+            Some(b'/') => None,
+            _ => return Ok(None),
         };
-        sep1 = Some(s);
         j = e + 1;
     }
     let e = h.run(j, 3, Class::Digit)?;
@@ -849,7 +903,11 @@ fn extension(h: &Hay<'_>, j: usize) -> Result<usize, NeedMore> {
     // (`ext. 2001:db8::1`), not an extension. Taking them would hide that value until the mask
     // style, which keeps the last digits, showed it to a second pass.
     let colon_glued = h.get(e)? == Some(b':') && h.get(e + 1)?.is_some_and(|c| is(c, HEX));
-    Ok(if (1..=6).contains(&(e - k)) && !colon_glued {
+    // Nor do digits that a further group follows (`ext 4111 1111 1111 1111`): they may open a
+    // number of their own, which the mask style, keeping the extension's digits, would show.
+    let grouped =
+        matches!(h.get(e)?, Some(b' ' | b'-' | b'.')) && h.get(e + 1)?.is_some_and(is_digit);
+    Ok(if (1..=6).contains(&(e - k)) && !colon_glued && !grouped {
         e
     } else {
         j
@@ -873,8 +931,15 @@ fn international(h: &Hay<'_>, t: usize) -> Parse {
         }
         return nanp(h, j, || true);
     }
-    // Groups share one separator. The number is the longest run of groups that ends cleanly,
-    // so "+44 20 7946 0958 10.0.0.1" is a phone followed by an address.
+    // Groups are set apart by blanks, then dashes, as countries write them (`+81 3-1234-5678`,
+    // `+7 495 123-45-67`), or by dots throughout. The number is the longest run of groups that
+    // ends cleanly, so "+44 20 7946 0958 10.0.0.1" is a phone followed by an address.
+    let joins = |last: Option<u8>, c: u8| match last {
+        None => true,
+        Some(b'.') => c == b'.',
+        Some(b' ') => c != b'.',
+        Some(_) => c == b'-',
+    };
     let mut ends = [(0usize, 0usize); 16];
     let mut groups = 0;
     ends[0] = (first, first - t);
@@ -882,7 +947,7 @@ fn international(h: &Hay<'_>, t: usize) -> Parse {
     loop {
         let (end, digits) = ends[groups];
         let c = match h.get(end)? {
-            Some(c @ (b' ' | b'-' | b'.')) if sep.is_none_or(|s| s == c) => c,
+            Some(c @ (b' ' | b'-' | b'.')) if joins(sep, c) => c,
             _ => break,
         };
         let mut k = end + 1;
@@ -907,6 +972,10 @@ fn international(h: &Hay<'_>, t: usize) -> Parse {
         if digits < 7 || digits - cc < 4 {
             break;
         }
+        // A group that goes on with `:` opens a time or an address (`… 2001:db8::1`).
+        if h.get(end)? == Some(b':') {
+            continue;
+        }
         if let Some(end) = with_extension(h, end)? {
             return Ok(Some(end));
         }
@@ -929,11 +998,26 @@ const VERSION_WORDS: &[&[u8]] = &[
     b"oid",
 ];
 
-/// Left edge of an IPv4 address: not glued to a word, nor across a joiner to a larger token.
+/// Left edge of an IPv4 address: not glued to a word, nor across `.` to a larger token
+/// (`1.10.0.0.1`), nor across `/` to a word (`Chrome/120.0.6099.71`). After `@`
+/// (`root@10.0.0.5`), `-` (`host-10.0.0.5`, the end of a range) or a number and `/` (a mask,
+/// `10.0.0.0/255.0.0.0`) it stands on its own.
 #[inline]
 fn ipv4_left_ok(h: &Hay<'_>, t: usize) -> bool {
     let Some(p) = h.prev(t) else { return true };
-    !(is_word(p) || matches!(p, b'.' | b'-' | b'@' | b'/') && h.prev(t - 1).is_some_and(glues))
+    let pp = h.prev(t - 1);
+    !(is_word(p)
+        || p == b'.' && pp.is_some_and(glues)
+        || p == b'/' && pp.is_some_and(|c| glues(c) && !is_digit(c)))
+}
+
+/// Right edge of an IPv4 address ending at `e`: that of a number, but a prefix length or mask
+/// (`/24`, `/255.255.255.0`) or the rest of a range (`-10.0.0.255`) may follow.
+fn ipv4_right_ok(h: &Hay<'_>, e: usize) -> Result<bool, NeedMore> {
+    if matches!(h.get(e)?, Some(b'/' | b'-')) && h.get(e + 1)?.is_some_and(is_digit) {
+        return Ok(true);
+    }
+    num_right_ok(h, e)
 }
 
 fn ipv4(h: &Hay<'_>, t: usize) -> Parse {
@@ -960,7 +1044,7 @@ fn ipv4_body(h: &Hay<'_>, t: usize) -> Parse {
             j = e;
         }
     }
-    Ok(num_right_ok(h, j)?.then_some(j))
+    Ok(ipv4_right_ok(h, j)?.then_some(j))
 }
 
 /// What the start of an IPv6 address is walked back over.
@@ -978,11 +1062,55 @@ fn ipv6_start(b: &[u8], t: usize) -> usize {
     s
 }
 
+/// Where the IPv6 address that the digit at `t` may belong to starts when the walk back to `s`
+/// (see [`ipv6_start`]) went into a key glued to it by one `:` (`ip:fe80::1`,
+/// `value:2001:db8::1`): right after that colon. `None` when there is no such key.
+#[inline]
+fn after_key(b: &[u8], s: usize, t: usize) -> Option<usize> {
+    let colon = if b[s] == b':' {
+        // The walk stopped at the colon: the key ends in a word byte that is not a hex digit.
+        s
+    } else if s > 0 && is_word(b[s - 1]) && !ipv6_char(b[s - 1]) {
+        // The walk went back over the hex letters at the end of the key (`value`).
+        s + b[s..t].iter().position(|&c| c == b':')?
+    } else {
+        return None;
+    };
+    let start = colon + 1;
+    (start <= t && b[start] != b':' && keyed(b, start)).then_some(start)
+}
+
+/// Whether a key stands right before `s`: a word of letters and `_` (with at most two digits
+/// at its end, `ipv6`) that has a letter no address group has, then one `:`. Tokens such as
+/// `zz12ab34:2001:db8::1` are not keys.
+#[inline]
+fn keyed(b: &[u8], s: usize) -> bool {
+    if s < 2 || b[s - 1] != b':' {
+        return false;
+    }
+    // Looked at over a bounded stretch, which a stream keeps as left context.
+    let lo = (s - 1).saturating_sub(KEY_MAX);
+    let mut i = s - 1;
+    let digits_end = i;
+    while i > lo && digits_end - i < 2 && is_digit(b[i - 1]) {
+        i -= 1;
+    }
+    let letters_end = i;
+    let mut not_hex = false;
+    while i > lo && (b[i - 1].is_ascii_alphabetic() || b[i - 1] == b'_') {
+        not_hex |= !is(b[i - 1], HEX);
+        i -= 1;
+    }
+    i < letters_end && not_hex && !(i > 0 && is_word(b[i - 1]))
+}
+
 /// Whether what starts at `s` (see [`ipv6_start`]) is glued to a word or an address before it.
+/// A key (see [`after_key`]) does not glue.
 #[inline]
 fn ipv6_glued(h: &Hay<'_>, s: usize) -> bool {
     match h.prev(s) {
         _ if h.b[s] == b':' => false,
+        Some(b':') if keyed(h.b, s) => false,
         Some(c) => is_word(c) || matches!(c, b':' | b'.'),
         None => false,
     }
@@ -1053,7 +1181,11 @@ fn email(h: &Hay<'_>, a: usize) -> (usize, Parse) {
     // Local parts may hold non-ASCII letters (RFC 6531): walk back by characters.
     let mut s = a;
     for (i, c) in h.text[..a].char_indices().rev() {
-        let local = if c.is_ascii() {
+        let local = if c == '\'' {
+            // Between two letters or digits only (`o'brien@`), never a quote around the address.
+            let alnum = |j: usize| h.b.get(j).is_some_and(u8::is_ascii_alphanumeric);
+            i > 0 && alnum(i + 1) && alnum(i - 1)
+        } else if c.is_ascii() {
             is(c as u8, LOCAL)
         } else {
             c.is_alphanumeric()
@@ -1610,8 +1742,8 @@ impl Engine {
                 state.pending.swap_remove(k);
                 continue;
             }
-            let parse = match p.answer {
-                Some(parse) => parse,
+            let (start, parse) = match p.answer {
+                Some(answer) => answer,
                 None => {
                     let new = &b[seen.max(p.asked)..];
                     let waiting = p.wait.is_some_and(|w| {
@@ -1628,14 +1760,16 @@ impl Engine {
                         k += 1;
                         continue;
                     }
-                    let parse = p.ask(h);
+                    let (start, parse) = p.ask(h);
                     if let Err(NeedMore(wait)) = parse {
-                        state.pending[k].wait = wait;
-                        state.pending[k].asked = b.len();
+                        let q = &mut state.pending[k];
+                        q.start = start;
+                        q.wait = wait;
+                        q.asked = b.len();
                         k += 1;
                         continue;
                     }
-                    parse
+                    (start, parse)
                 }
             };
             state.pending.swap_remove(k);
@@ -1644,7 +1778,7 @@ impl Engine {
                 pending: &mut state.pending,
                 floor,
             };
-            out.add(b, p.start, p.at, p.parser, parse);
+            out.add(b, start, p.at, p.parser, parse);
         }
     }
 
@@ -1697,6 +1831,7 @@ impl Engine {
             return;
         }
         let s = walk.start(h.b, t);
+        let s = after_key(h.b, s, t).unwrap_or(s);
         // Inside a token the address is glued to a word: no need to call the parser.
         if walk.last != Some(s) {
             walk.last = Some(s);
@@ -1934,6 +2069,9 @@ fn secret(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
 /// A key of a well-known format: its prefix at `p`, then its body.
 fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
     let body = p + f.prefix.len();
+    if f.digit_first && !h.get(body)?.is_some_and(is_digit) {
+        return Ok(None);
+    }
     let e = h.run(body, f.max, Class::Body(f.body))?;
     let n = e - body;
     let glued = h.get(e)?.is_some_and(|c| c.is_ascii_alphanumeric());

@@ -94,6 +94,8 @@ pub(crate) struct SecretFormat {
     pub(crate) body: Body,
     pub(crate) min: usize,
     pub(crate) max: usize,
+    /// The body opens with a digit.
+    pub(crate) digit_first: bool,
 }
 
 const fn key(prefix: &'static str, body: Body, min: usize, max: usize) -> SecretFormat {
@@ -103,6 +105,14 @@ const fn key(prefix: &'static str, body: Body, min: usize, max: usize) -> Secret
         body,
         min,
         max,
+        digit_first: false,
+    }
+}
+
+const fn slack(prefix: &'static str) -> SecretFormat {
+    SecretFormat {
+        digit_first: true,
+        ..key(prefix, Body::AlnumDash, 10, 255)
     }
 }
 
@@ -117,11 +127,22 @@ pub(crate) static FORMATS: &[SecretFormat] = &[
     key("sk-", Body::Base64Url, 32, 400),
     // Anthropic: API and admin keys (sk-ant-api03-…, sk-ant-admin01-…).
     key("sk-ant-", Body::Base64Url, 32, 400),
-    // AWS access key ids.
+    // AWS access key ids (long-term, temporary, STS service bearer, context-specific, and the
+    // older `A3T` form), and the unique ids of IAM users, roles, groups, managed policies,
+    // instance profiles, public keys and certificates, which name an account's principals.
     key("AKIA", Body::UpperAlnum, 16, 16),
     key("ASIA", Body::UpperAlnum, 16, 16),
     key("ABIA", Body::UpperAlnum, 16, 16),
     key("ACCA", Body::UpperAlnum, 16, 16),
+    key("A3T", Body::UpperAlnum, 17, 17),
+    key("AIDA", Body::UpperAlnum, 16, 16),
+    key("AROA", Body::UpperAlnum, 16, 16),
+    key("AGPA", Body::UpperAlnum, 16, 16),
+    key("ANPA", Body::UpperAlnum, 16, 16),
+    key("ANVA", Body::UpperAlnum, 16, 16),
+    key("AIPA", Body::UpperAlnum, 16, 16),
+    key("APKA", Body::UpperAlnum, 16, 16),
+    key("ASCA", Body::UpperAlnum, 16, 16),
     // GitHub tokens.
     key("ghp_", Body::Alnum, 36, 251),
     key("gho_", Body::Alnum, 36, 251),
@@ -131,15 +152,16 @@ pub(crate) static FORMATS: &[SecretFormat] = &[
     key("github_pat_", Body::Word, 22, 251),
     // GitLab personal access tokens.
     key("glpat-", Body::Base64Url, 20, 80),
-    // Slack bot, user, app, refresh and configuration tokens.
-    key("xoxb-", Body::AlnumDash, 10, 255),
-    key("xoxp-", Body::AlnumDash, 10, 255),
-    key("xoxa-", Body::AlnumDash, 10, 255),
-    key("xoxr-", Body::AlnumDash, 10, 255),
-    key("xoxs-", Body::AlnumDash, 10, 255),
-    key("xoxe-", Body::AlnumDash, 10, 255),
-    key("xoxe.xoxp-", Body::AlnumDash, 10, 255),
-    key("xapp-", Body::AlnumDash, 10, 255),
+    // Slack bot, user, app, refresh and configuration tokens. Each body opens with a number
+    // (a workspace id or a version), which tells them from `xoxb-your-token` in the docs.
+    slack("xoxb-"),
+    slack("xoxp-"),
+    slack("xoxa-"),
+    slack("xoxr-"),
+    slack("xoxs-"),
+    slack("xoxe-"),
+    slack("xoxe.xoxp-"),
+    slack("xapp-"),
     // Stripe secret and restricted keys, webhook signing secrets.
     key("sk_live_", Body::Alnum, 16, 255),
     key("sk_test_", Body::Alnum, 16, 255),
@@ -161,12 +183,18 @@ pub(crate) static FORMATS: &[SecretFormat] = &[
     key("doo_v1_", Body::LowerHex, 64, 64),
     key("dor_v1_", Body::LowerHex, 64, 64),
     key("dapi", Body::LowerHex, 32, 32),
+    // Twilio API key SIDs, Mailgun API keys, Square access tokens and application secrets.
+    key("SK", Body::LowerHex, 32, 32),
+    key("key-", Body::LowerHex, 32, 32),
+    key("sq0atp-", Body::Base64Url, 22, 22),
+    key("sq0csp-", Body::Base64Url, 43, 43),
     SecretFormat {
         prefix: "eyJ",
         kind: Kind::Jwt,
         body: Body::Base64Url,
         min: 0,
         max: 0,
+        digit_first: false,
     },
     SecretFormat {
         prefix: "-----BEGIN",
@@ -174,6 +202,7 @@ pub(crate) static FORMATS: &[SecretFormat] = &[
         body: Body::Dotted,
         min: 0,
         max: 0,
+        digit_first: false,
     },
 ];
 
