@@ -108,10 +108,7 @@ impl Proxy {
         B::Error: StdError + Send + Sync + 'static,
     {
         let path = request.uri().path().to_owned();
-        let errors_only = request
-            .headers()
-            .get("x-logging-level")
-            .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"error"));
+        let errors_only = policy::errors_only(request.headers());
         let attribution = self.attribution.tags(request.headers());
         let Some(endpoint) = Endpoint::classify(&path) else {
             let format = route::format_for_unknown(&path, request.headers());
