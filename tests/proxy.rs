@@ -451,6 +451,58 @@ fn repeated_privacy_headers_are_read_as_one_list() {
 }
 
 #[test]
+fn compressed_request_bodies_are_refused_and_content_encoding_is_never_forwarded() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let body =
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": EMAIL}]})
+            .to_string();
+    let cases: [(&str, &[(&str, &str)]); 4] = [
+        ("/v1/chat/completions", &[("content-encoding", "br")]),
+        ("/v1/messages", &[("content-encoding", "gzip")]),
+        (
+            "/v1/chat/completions",
+            &[
+                ("content-encoding", "identity"),
+                ("content-encoding", "gzip"),
+            ],
+        ),
+        (
+            "/v1/chat/completions",
+            &[("content-encoding", "identity, deflate")],
+        ),
+    ];
+    for (path, headers) in cases {
+        forget(&m);
+        let reply = request(&l.addr, "POST", path, headers, body.as_bytes());
+        assert_eq!(reply.status, 415, "{path} {headers:?}: {}", reply.text());
+        let v = reply.json();
+        if path == "/v1/messages" {
+            assert_eq!(v["type"], "error", "Anthropic error shape");
+        }
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        assert!(!reply.text().contains("jane"), "error echoes input");
+        assert!(seen(&m).is_empty(), "{path} {headers:?} was forwarded");
+    }
+    // `identity` is no coding at all: served, and the header stays behind.
+    forget(&m);
+    let reply = request(
+        &l.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-encoding", "identity")],
+        body.as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let last = seen(&m).pop().unwrap();
+    assert!(
+        last["headers"].get("content-encoding").is_none(),
+        "content-encoding was forwarded: {last}"
+    );
+    assert_clean(&last.to_string(), "provider request");
+}
+
+#[test]
 fn operator_keys_gateway_keys_and_fallback() {
     let m = mock(&["--require-key", "sk-operator"]);
     // Port 9 on loopback: nothing listens, the connection is refused.
