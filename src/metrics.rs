@@ -177,7 +177,8 @@ impl Direction {
 /// Why a request or stream failed, as the `kind` tag of [`ERRORS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// The body or a privacy header is not valid (Lethe's 400, or the provider's 400/404/422).
+    /// The body or a privacy header is not valid (Lethe's 400 or 415, or the provider's
+    /// 400/404/422).
     InvalidRequest,
     /// Gateway or provider authentication failed (401).
     Auth,
@@ -250,7 +251,9 @@ impl ErrorKind {
 impl From<ProxyError> for ErrorKind {
     fn from(e: ProxyError) -> ErrorKind {
         match e {
-            ProxyError::Malformed | ProxyError::BadPrivacyHeader => ErrorKind::InvalidRequest,
+            ProxyError::Malformed | ProxyError::BadPrivacyHeader | ProxyError::EncodedBody => {
+                ErrorKind::InvalidRequest
+            }
             ProxyError::Unauthorized => ErrorKind::Auth,
             ProxyError::Forbidden => ErrorKind::Forbidden,
             ProxyError::NotFound => ErrorKind::NotFound,
@@ -543,6 +546,7 @@ mod tests {
             ProxyError::NoRoute,
             ProxyError::MethodNotAllowed,
             ProxyError::TooLarge,
+            ProxyError::EncodedBody,
             ProxyError::UpstreamUnreachable,
             ProxyError::UpstreamTimeout,
             ProxyError::Unscrubbable,

@@ -378,6 +378,131 @@ fn hipaa_mode_only_uses_routes_with_a_baa() {
 }
 
 #[test]
+fn repeated_privacy_headers_are_read_as_one_list() {
+    let m = mock(&[]);
+    let route = |name: &str, baa: bool, models: &str| {
+        format!(
+            "[[route]]\nname = \"{name}\"\nformat = \"openai\"\nbase_url = \"http://{}\"\nmodels = [{models}]\nkey = \"passthrough\"\nhipaa_baa = {baa}\n",
+            m.addr
+        )
+    };
+    let config = "[policy]\ntypes = [\"email\"]\n".to_owned()
+        + &route("plain", false, "\"gpt-*\"")
+        + &route("covered", true, "\"claude-*\"");
+    let (l, _file) = lethe(Some(&config), &[], &[]);
+    let gpt = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("ssn {SSN} card {CARD}")}]});
+    // HIPAA in a second copy, or in a list, still keeps the request off a route without a BAA.
+    for headers in [
+        &[
+            ("x-compliance-mode", "GDPR"),
+            ("x-compliance-mode", "HIPAA"),
+        ][..],
+        &[("x-compliance-mode", "GDPR, HIPAA")],
+    ] {
+        forget(&m);
+        let reply = post(&l.addr, "/v1/chat/completions", headers, &gpt);
+        assert_eq!(reply.status, 403, "{headers:?}: {}", reply.text());
+        assert!(seen(&m).is_empty(), "{headers:?} was forwarded");
+    }
+    let claude = json!({"model": "claude-x", "messages": []});
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[
+            ("x-compliance-mode", "GDPR"),
+            ("x-compliance-mode", "HIPAA"),
+        ],
+        &claude,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // Types from every copy are scrubbed; no copy of a privacy header is forwarded.
+    forget(&m);
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions",
+        &[
+            ("x-pii-types", "email"),
+            ("x-pii-types", "ssn"),
+            ("x-pii-types", "credit_card"),
+            ("x-log-request", "true"),
+            ("x-log-request", "false"),
+        ],
+        &gpt,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let saw = provider_saw(&m);
+    assert_clean(&saw, "provider request");
+    assert!(saw.contains("[SSN]"), "{saw}");
+    let last = seen(&m).pop().unwrap();
+    for h in ["x-pii-types", "x-log-request"] {
+        assert!(last["headers"].get(h).is_none(), "{h} was forwarded");
+    }
+    // An invalid copy, or two masking styles, are refused before anything is forwarded.
+    for headers in [
+        &[("x-pii-masking", "placeholder"), ("x-pii-masking", "bogus")][..],
+        &[("x-pii-masking", "label"), ("x-pii-masking", "placeholder")],
+    ] {
+        forget(&m);
+        let reply = post(&l.addr, "/v1/chat/completions", headers, &gpt);
+        assert_eq!(reply.status, 400, "{headers:?}");
+        assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+        assert!(seen(&m).is_empty(), "{headers:?} was forwarded");
+    }
+}
+
+#[test]
+fn compressed_request_bodies_are_refused_and_content_encoding_is_never_forwarded() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let body =
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": EMAIL}]})
+            .to_string();
+    let cases: [(&str, &[(&str, &str)]); 4] = [
+        ("/v1/chat/completions", &[("content-encoding", "br")]),
+        ("/v1/messages", &[("content-encoding", "gzip")]),
+        (
+            "/v1/chat/completions",
+            &[
+                ("content-encoding", "identity"),
+                ("content-encoding", "gzip"),
+            ],
+        ),
+        (
+            "/v1/chat/completions",
+            &[("content-encoding", "identity, deflate")],
+        ),
+    ];
+    for (path, headers) in cases {
+        forget(&m);
+        let reply = request(&l.addr, "POST", path, headers, body.as_bytes());
+        assert_eq!(reply.status, 415, "{path} {headers:?}: {}", reply.text());
+        let v = reply.json();
+        if path == "/v1/messages" {
+            assert_eq!(v["type"], "error", "Anthropic error shape");
+        }
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        assert!(!reply.text().contains("jane"), "error echoes input");
+        assert!(seen(&m).is_empty(), "{path} {headers:?} was forwarded");
+    }
+    // `identity` is no coding at all: served, and the header stays behind.
+    forget(&m);
+    let reply = request(
+        &l.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-encoding", "identity")],
+        body.as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let last = seen(&m).pop().unwrap();
+    assert!(
+        last["headers"].get("content-encoding").is_none(),
+        "content-encoding was forwarded: {last}"
+    );
+    assert_clean(&last.to_string(), "provider request");
+}
+
+#[test]
 fn operator_keys_gateway_keys_and_fallback() {
     let m = mock(&["--require-key", "sk-operator"]);
     // Port 9 on loopback: nothing listens, the connection is refused.

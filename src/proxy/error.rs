@@ -36,6 +36,10 @@ pub enum ProxyError {
     /// The body is over the configured limit.
     #[error("the request body is too large")]
     TooLarge,
+    /// The body has a `Content-Encoding` other than `identity`: Lethe scrubs only what it can
+    /// read, and forwards only what it scrubbed.
+    #[error("compressed request bodies are not supported; send the body without Content-Encoding")]
+    EncodedBody,
     /// The upstream could not be reached.
     #[error("the upstream provider is unreachable")]
     UpstreamUnreachable,
@@ -57,6 +61,7 @@ impl ProxyError {
             ProxyError::NotFound | ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::EncodedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::UpstreamUnreachable | ProxyError::Unscrubbable => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -65,7 +70,9 @@ impl ProxyError {
     /// A closed-set name for metrics and the error `code`.
     pub fn kind(self) -> &'static str {
         match self {
-            ProxyError::Malformed | ProxyError::BadPrivacyHeader => "invalid_request",
+            ProxyError::Malformed | ProxyError::BadPrivacyHeader | ProxyError::EncodedBody => {
+                "invalid_request"
+            }
             ProxyError::Unauthorized => "auth",
             ProxyError::Forbidden => "forbidden",
             ProxyError::NotFound => "not_found",

@@ -10,8 +10,9 @@
 //! JSON bodies are scrubbed on their bytes, without a tree; a document outside the strict subset
 //! that path reads goes through a `serde_json::Value` and `json::scrub_value` instead.
 //!
-//! Fail closed: a body that is not a JSON object is a 400 and is not forwarded; an upstream
-//! answer Lethe cannot read (compressed, not JSON, too large) is a 502 and is not forwarded.
+//! Fail closed: a body that is not a JSON object is a 400 and is not forwarded, nor is one
+//! declared compressed (a 415); an upstream answer Lethe cannot read (compressed, not JSON,
+//! too large) is a 502 and is not forwarded.
 //!
 //! Every request but `/healthz` and `/readyz` is measured by a [`meter::Meter`]: numbers and
 //! closed-set tags only. An OpenAI chat or completions stream is sent upstream with
@@ -108,10 +109,7 @@ impl Proxy {
         B::Error: StdError + Send + Sync + 'static,
     {
         let path = request.uri().path().to_owned();
-        let errors_only = request
-            .headers()
-            .get("x-logging-level")
-            .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"error"));
+        let errors_only = policy::errors_only(request.headers());
         let attribution = self.attribution.tags(request.headers());
         let Some(endpoint) = Endpoint::classify(&path) else {
             let format = route::format_for_unknown(&path, request.headers());
@@ -313,6 +311,11 @@ impl Proxy {
         meter: &mut Meter,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = response.into_parts();
+        // Checked before the hop-by-hop headers go: a `Connection` header naming
+        // `Content-Encoding` must not hide a compressed body.
+        if !identity_encoded(&parts.headers) {
+            return Err(ProxyError::Unscrubbable);
+        }
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
         if scrub {
@@ -324,13 +327,6 @@ impl Proxy {
                 &mut counts,
             );
             meter.detected(Direction::Response, &counts);
-        }
-        let encoded = parts
-            .headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        if encoded {
-            return Err(ProxyError::Unscrubbable);
         }
         let is_sse = parts
             .headers
@@ -472,7 +468,21 @@ fn status_json(status: StatusCode, word: &'static str) -> Response<ProxyBody> {
     response
 }
 
-/// Reads a request body up to `limit` bytes: 413 beyond, 400 if the client breaks off.
+/// Whether a body is sent as it is: no `Content-Encoding`, or only `identity` in every copy.
+/// Every copy counts, so `identity` first cannot hide a `gzip` after it.
+fn identity_encoded(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONTENT_ENCODING).iter().all(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .all(|coding| coding.is_empty() || coding.eq_ignore_ascii_case("identity"))
+        })
+    })
+}
+
+/// Reads a request body up to `limit` bytes: 413 beyond, 400 if the client breaks off, 415 if
+/// it is declared compressed (Lethe cannot scrub what it cannot read, and does not decompress
+/// bodies a client chose to send small).
 async fn read_limited<B>(
     body: B,
     headers: &HeaderMap,
@@ -482,6 +492,9 @@ where
     B: Body<Data = Bytes>,
     B::Error: StdError + Send + Sync + 'static,
 {
+    if !identity_encoded(headers) {
+        return Err(ProxyError::EncodedBody);
+    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -10,7 +10,18 @@
 //!   `hipaa_baa = true`. `GDPR` and `PCI` turn every type on.
 //! - The logging headers are accepted for compatibility and change nothing about content:
 //!   Lethe has no content log to switch on. `X-Logging-Level: error` only limits metrics.
+//!   `X-Log-*` headers are never read, however many copies come.
 //! - No privacy or logging header is forwarded upstream.
+//!
+//! # Repeated headers
+//! A header sent several times is one comma-separated list (RFC 9110 §5.3): an SDK and a proxy
+//! in front of Lethe may each add their own copy, and reading only the first would let the
+//! other one go unheard. Every element of every copy counts, and where elements disagree the
+//! answer leans toward more privacy: any element naming HIPAA turns HIPAA on, types are the
+//! union of all of them, detection or masking is off only when every element says off, and
+//! two different masking styles are a 400 (Lethe cannot tell which one the client meant, and
+//! the styles differ in what the answer contains). A privacy header that is not visible ASCII
+//! is a 400 rather than ignored.
 //!
 //! Unknown type names in `X-PII-Types` are ignored (other gateways know types Lethe does not);
 //! an unknown style or compliance mode is a 400, since the client asked for a protection Lethe
@@ -50,8 +61,6 @@ pub struct RequestPolicy {
     pub styles: [Style; Kind::COUNT],
     /// HIPAA mode: only routes with a BAA.
     pub hipaa: bool,
-    /// `X-Logging-Level: error`: record error metrics only.
-    pub errors_only: bool,
 }
 
 /// How much a style hides from the provider.
@@ -69,11 +78,45 @@ const PII_MASKING: HeaderName = HeaderName::from_static("x-pii-masking");
 const COMPLIANCE_MODE: HeaderName = HeaderName::from_static("x-compliance-mode");
 const LOGGING_LEVEL: HeaderName = HeaderName::from_static("x-logging-level");
 
-fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+/// Every non-empty element of every copy of `name`, trimmed; `None` when the header is absent.
+/// A copy that is not visible ASCII is a 400: a privacy header Lethe cannot read must not be
+/// skipped as if it had not been sent.
+fn elements<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<impl Iterator<Item = &'h str>>, ProxyError> {
+    if !headers.contains_key(name) {
+        return Ok(None);
+    }
+    let copies = headers.get_all(name);
+    if copies.iter().any(|v| v.to_str().is_err()) {
+        return Err(ProxyError::BadPrivacyHeader);
+    }
+    Ok(Some(
+        copies
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty()),
+    ))
+}
+
+/// Whether `X-Logging-Level` asks for error metrics only. Any element saying `error` is
+/// enough: recording less is the side ambiguity falls on. No level records more than the
+/// default, so other values (and unreadable copies) change nothing.
+pub fn errors_only(headers: &HeaderMap) -> bool {
     headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+        .get_all(&LOGGING_LEVEL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|level| level.trim().eq_ignore_ascii_case("error"))
+}
+
+/// Folds one on/off element into "every element so far said off".
+fn all_off(so_far: Option<bool>, on: bool) -> Option<bool> {
+    Some(so_far.unwrap_or(true) && !on)
 }
 
 fn switch(value: &str) -> Option<bool> {
@@ -128,65 +171,76 @@ impl RequestPolicy {
             kinds: floor.policy.kinds(),
             styles: Kind::ALL.map(|k| floor.policy.style(k)),
             hipaa: false,
-            errors_only: false,
         }
     }
 
-    /// The floor combined with `headers`.
+    /// The floor combined with `headers`, every copy of each read as one list (see the module
+    /// docs for how disagreeing elements are settled).
     pub fn from_headers(floor: &Floor, headers: &HeaderMap) -> Result<RequestPolicy, ProxyError> {
         let mut policy = RequestPolicy::floor(floor);
         let lower = floor.allow_client_lower;
-        if let Some(v) = header(headers, &PII_DETECTION) {
-            match switch(v) {
-                Some(false) if lower => policy.scrub = false,
-                Some(_) => {}
-                None => return Err(ProxyError::BadPrivacyHeader),
+        if let Some(values) = elements(headers, &PII_DETECTION)? {
+            let mut off = None;
+            for v in values {
+                off = all_off(off, switch(v).ok_or(ProxyError::BadPrivacyHeader)?);
+            }
+            if lower && off == Some(true) {
+                policy.scrub = false;
             }
         }
-        if let Some(v) = header(headers, &PII_TYPES) {
-            let asked = v
-                .split(',')
-                .filter(|n| !n.trim().is_empty())
-                .fold(KindSet::EMPTY, |set, n| set.union(kinds_named(n)));
+        if let Some(values) = elements(headers, &PII_TYPES)? {
+            let asked = values.fold(KindSet::EMPTY, |set, n| set.union(kinds_named(n)));
             policy.kinds = if lower {
                 asked
             } else {
                 policy.kinds.union(asked)
             };
         }
-        if let Some(v) = header(headers, &PII_MASKING) {
-            match (style_named(v), switch(v)) {
-                (Some(style), _) => {
-                    for current in &mut policy.styles {
-                        if lower || strength(style) >= strength(*current) {
-                            *current = style;
-                        }
+        if let Some(values) = elements(headers, &PII_MASKING)? {
+            let mut named: Option<Style> = None;
+            let mut off = None;
+            for v in values {
+                match (style_named(v), switch(v)) {
+                    (Some(style), _) if named.is_some_and(|n| n != style) => {
+                        return Err(ProxyError::BadPrivacyHeader)
+                    }
+                    (Some(style), _) => {
+                        named = Some(style);
+                        off = all_off(off, true);
+                    }
+                    // `false` asks for no masking at all (a lowering), `true` for masking as
+                    // configured.
+                    (None, Some(on)) => off = all_off(off, on),
+                    (None, None) => return Err(ProxyError::BadPrivacyHeader),
+                }
+            }
+            if let Some(style) = named {
+                for current in &mut policy.styles {
+                    if lower || strength(style) >= strength(*current) {
+                        *current = style;
                     }
                 }
-                // `false` asks for no masking at all: a lowering.
-                (None, Some(false)) if lower => policy.scrub = false,
-                // `true` asks for masking as configured.
-                (None, Some(_)) => {}
-                (None, None) => return Err(ProxyError::BadPrivacyHeader),
+            }
+            if lower && off == Some(true) {
+                policy.scrub = false;
             }
         }
-        if let Some(v) = header(headers, &COMPLIANCE_MODE) {
-            match v.to_ascii_lowercase().as_str() {
-                "hipaa" => {
-                    policy.hipaa = true;
-                    policy.scrub = true;
-                    policy.kinds = KindSet::ALL;
+        if let Some(values) = elements(headers, &COMPLIANCE_MODE)? {
+            for v in values {
+                match v.to_ascii_lowercase().as_str() {
+                    "hipaa" => {
+                        policy.hipaa = true;
+                        policy.scrub = true;
+                        policy.kinds = KindSet::ALL;
+                    }
+                    "gdpr" | "pci" | "pci-dss" | "pci_dss" => {
+                        policy.scrub = true;
+                        policy.kinds = KindSet::ALL;
+                    }
+                    "none" | "off" => {}
+                    _ => return Err(ProxyError::BadPrivacyHeader),
                 }
-                "gdpr" | "pci" | "pci-dss" | "pci_dss" => {
-                    policy.scrub = true;
-                    policy.kinds = KindSet::ALL;
-                }
-                "" | "none" | "off" => {}
-                _ => return Err(ProxyError::BadPrivacyHeader),
             }
-        }
-        if let Some(v) = header(headers, &LOGGING_LEVEL) {
-            policy.errors_only = v.eq_ignore_ascii_case("error");
         }
         if policy.kinds.is_empty() {
             policy.scrub = false;
@@ -287,10 +341,11 @@ mod tests {
         }
     }
 
+    /// `pairs` as headers; a name given twice is sent twice.
     fn with(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
+            h.append(*k, HeaderValue::from_static(v));
         }
         h
     }
@@ -337,19 +392,97 @@ mod tests {
             RequestPolicy::from_headers(&f, &with(&[("x-compliance-mode", "whatever")])),
             Err(ProxyError::BadPrivacyHeader)
         );
-        let p = RequestPolicy::from_headers(
-            &f,
-            &with(&[
-                ("x-logging-level", "error"),
-                ("x-log-request", "true"),
-                ("x-log-response", "true"),
-            ]),
-        )
-        .unwrap();
-        assert!(p.errors_only && p.scrub);
+        let h = with(&[
+            ("x-logging-level", "error"),
+            ("x-log-request", "true"),
+            ("x-log-response", "true"),
+        ]);
+        let p = RequestPolicy::from_headers(&f, &h).unwrap();
+        assert!(errors_only(&h) && p.scrub);
+        assert!(!errors_only(&with(&[("x-logging-level", "debug")])));
         assert_eq!(
             RequestPolicy::from_headers(&f, &with(&[("x-pii-masking", "rot13")])),
             Err(ProxyError::BadPrivacyHeader)
         );
+    }
+
+    #[test]
+    fn repeated_headers_are_one_list_that_leans_toward_privacy() {
+        let f = floor(false);
+        let policy = |pairs| RequestPolicy::from_headers(&f, &with(pairs));
+        // Any copy or element naming HIPAA turns it on, wherever it comes.
+        for pairs in [
+            &[
+                ("x-compliance-mode", "GDPR"),
+                ("x-compliance-mode", "HIPAA"),
+            ][..],
+            &[
+                ("x-compliance-mode", "HIPAA"),
+                ("x-compliance-mode", "none"),
+            ],
+            &[("x-compliance-mode", "GDPR, hipaa")],
+            &[("x-compliance-mode", ""), ("x-compliance-mode", "HIPAA,")],
+        ] {
+            let p = policy(pairs).unwrap();
+            assert!(p.hipaa && p.scrub && p.kinds == KindSet::ALL, "{pairs:?}");
+        }
+        assert_eq!(
+            policy(&[
+                ("x-compliance-mode", "HIPAA"),
+                ("x-compliance-mode", "nope")
+            ]),
+            Err(ProxyError::BadPrivacyHeader)
+        );
+        // Types from every copy are added.
+        let p = policy(&[("x-pii-types", "ssn"), ("x-pii-types", "phone, iban")]).unwrap();
+        for kind in [Kind::Ssn, Kind::Phone, Kind::Iban, Kind::Email] {
+            assert!(p.kinds.contains(kind), "{kind:?}");
+        }
+        // Masking: every element must be valid; two different styles are refused.
+        for pairs in [
+            &[("x-pii-masking", "placeholder"), ("x-pii-masking", "bogus")][..],
+            &[("x-pii-masking", "label"), ("x-pii-masking", "placeholder")],
+            &[("x-pii-masking", "label,mask")],
+            &[("x-pii-detection", "false"), ("x-pii-detection", "maybe")],
+        ] {
+            assert_eq!(
+                policy(pairs),
+                Err(ProxyError::BadPrivacyHeader),
+                "{pairs:?}"
+            );
+        }
+        let p = policy(&[("x-pii-masking", "label"), ("x-pii-masking", "redact")]).unwrap();
+        assert_eq!(p.styles[Kind::Email.index()], Style::Label);
+        let p = policy(&[("x-pii-masking", "true"), ("x-pii-masking", "placeholder")]).unwrap();
+        assert_eq!(p.styles[Kind::Email.index()], Style::Placeholder);
+        // A copy that is not visible ASCII is refused, not skipped.
+        let mut h = with(&[("x-compliance-mode", "GDPR")]);
+        h.append(
+            "x-compliance-mode",
+            HeaderValue::from_bytes(b"HIPAA\xff").unwrap(),
+        );
+        assert_eq!(
+            RequestPolicy::from_headers(&f, &h),
+            Err(ProxyError::BadPrivacyHeader)
+        );
+        assert!(errors_only(&with(&[
+            ("x-logging-level", "debug"),
+            ("x-logging-level", "error")
+        ])));
+    }
+
+    #[test]
+    fn with_lowering_allowed_off_needs_every_copy_to_say_off() {
+        let f = floor(true);
+        let policy = |pairs| RequestPolicy::from_headers(&f, &with(pairs)).unwrap();
+        assert!(policy(&[("x-pii-detection", "off"), ("x-pii-detection", "on")]).scrub);
+        assert!(policy(&[("x-pii-detection", "on"), ("x-pii-detection", "off")]).scrub);
+        assert!(!policy(&[("x-pii-detection", "off"), ("x-pii-detection", "false")]).scrub);
+        assert!(policy(&[("x-pii-masking", "false"), ("x-pii-masking", "label")]).scrub);
+        assert!(!policy(&[("x-pii-masking", "false"), ("x-pii-masking", "none")]).scrub);
+        // Lowered types are still the union of every copy.
+        let p = policy(&[("x-pii-types", "ssn"), ("x-pii-types", "email")]);
+        assert!(p.kinds.contains(Kind::Ssn) && p.kinds.contains(Kind::Email));
+        assert!(!p.kinds.contains(Kind::CreditCard));
     }
 }

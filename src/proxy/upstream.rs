@@ -5,9 +5,9 @@
 //! - The provider key is injected from a `SecretString` into the header its format uses
 //!   (`Authorization: Bearer` for OpenAI, `x-api-key` for Anthropic) and marked sensitive, so
 //!   hyper's HPACK never indexes it. A passthrough route forwards the client's header instead.
-//! - Privacy headers, hop-by-hop headers, `Host`, `Content-Length` and `Accept-Encoding` are
-//!   never forwarded: Lethe asks for an identity-encoded answer because it must read it to
-//!   scrub it.
+//! - Privacy headers, hop-by-hop headers, `Host`, `Content-Length`, `Content-Encoding` and
+//!   `Accept-Encoding` are never forwarded: the body sent is Lethe's own identity-encoded JSON,
+//!   and Lethe asks for an identity-encoded answer because it must read it to scrub it.
 //! - Fallback to the next route happens only before the first response byte: on a connect
 //!   error, a first-byte timeout, a 429 or a 5xx. Once headers are in, the answer is final.
 
@@ -221,6 +221,8 @@ fn build(
             }
         }
     }
+    // The body is the one Lethe wrote; whatever coding the client declared is not its coding.
+    headers.remove(header::CONTENT_ENCODING);
     headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
