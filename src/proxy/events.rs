@@ -2,8 +2,9 @@
 //!
 //! # Design
 //! Each text that a provider streams in pieces (a choice's `content`, a tool call's
-//! `arguments`, a Responses `*.delta`, an Anthropic block's `text_delta` / `input_json_delta` /
-//! `thinking_delta`) gets its own [`StreamScrubber`], keyed by where it lives (choice, tool call,
+//! `arguments`, a legacy `function_call.arguments`, an `audio.transcript`, a Responses
+//! `*.delta`, an Anthropic block's `text_delta` / `input_json_delta` / `thinking_delta`) gets
+//! its own [`StreamScrubber`], keyed by where it lives (choice, tool call,
 //! output item, content block). Every incoming event is re-emitted at once, carrying the text
 //! that is safe now; what a scrubber holds back is flushed in one extra delta event right before
 //! the event that ends its choice or block (or in the event itself when that event carries text
@@ -19,12 +20,19 @@
 //!
 //! Everything else in an event is scrubbed one-shot like a JSON body ([`super::json`]):
 //! unknown fields are covered by default. `logprobs` are replaced by `null` while scrubbing is
-//! on: they spell the answer out token by token, past any scrubber. An event whose data is not
-//! JSON is scrubbed as plain text.
+//! on: they spell the answer out token by token, past any scrubber. The SSE `event` and `id`
+//! values are scrubbed one-shot too. An event whose data is not a JSON object (`[DONE]` aside)
+//! ends the stream as an upstream failure does: scrubbed one event at a time, a value split
+//! across two such events would pass. A lone surrogate escape is read as U+FFFD instead, so
+//! that a provider cutting an emoji's pair across events does not end the stream.
 //!
 //! With placeholders, values the provider produces are labelled (see
 //! [`RequestPolicy::response_styles`](super::policy::RequestPolicy::response_styles)) and then
 //! the request's placeholders are put back, streamed, so the client reads its own values.
+//!
+//! A Responses flush event repeats the `item_id` and indexes of its text's delta events and
+//! takes the sequence number after the last one sent; every later event's number is shifted
+//! up by the flush events inserted so far, so numbers stay unique and increasing.
 //!
 //! When the upstream fails mid-stream, held text is dropped (it may be half a value) and the
 //! stream ends with an error event in the provider's format.
