@@ -115,8 +115,8 @@ fn stream(api: Api, recorded: &str, scrubber: &Scrubber, n: usize) {
             // As the stream body does: room for the scrubbed events of this read.
             out.reserve(read.len() + read.len() / 4);
             while let Ok(Some(item)) = decoder.next() {
-                if let Item::Event(event) = item {
-                    events.on_event(&event, &mut out);
+                if let Item::Event(mut event) = item {
+                    events.on_event(&mut event, &mut out);
                     decoder.recycle(event);
                 }
             }

@@ -1418,3 +1418,113 @@ fn upstream_http1_framing_is_read_strictly() {
         }
     }
 }
+
+/// A `raw_provider` answering every request with the SSE `events` as they are, one chunk each.
+fn sse_provider(events: Vec<String>) -> support::Proc {
+    raw_provider(Box::new(move |_, _| {
+        let chunks: String = events
+            .iter()
+            .map(|event| format!("{:x}\r\n{event}\r\n", event.len()))
+            .collect();
+        let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{chunks}0\r\n\r\n");
+        (answer.into_bytes(), false)
+    }))
+    .0
+}
+
+fn chat_event(delta: &str) -> String {
+    format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":null}}]}}\n\n")
+}
+
+#[test]
+fn values_split_across_odd_stream_events_never_reach_the_client() {
+    let end = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+    let done = "data: [DONE]\n\n";
+    // (events, what the client must read in the deltas, whether the stream must fail)
+    let cases: Vec<(Vec<String>, &str, bool)> = vec![
+        // Legacy function calling and audio transcripts.
+        (
+            vec![
+                chat_event(r#"{"function_call":{"name":"send","arguments":"{\"to\":\"jane.doe"}}"#),
+                chat_event(r#"{"function_call":{"arguments":"@example.com\"}"}}"#),
+                chat_event(r#"{"audio":{"transcript":"mail jane.doe"}}"#),
+                chat_event(r#"{"audio":{"transcript":"@example.com"}}"#),
+                end.into(),
+                done.into(),
+            ],
+            "{\"to\":\"[EMAIL]\"}mail [EMAIL]",
+            false,
+        ),
+        // A lone surrogate, then the rest of the address; and one before an address.
+        (
+            vec![
+                chat_event(r#"{"content":"hi \ud83d x jane.doe"}"#),
+                chat_event(r#"{"content":"@example.com "}"#),
+                chat_event(r#"{"content":"\ude00@example.com"}"#),
+                end.into(),
+                done.into(),
+            ],
+            "hi \u{FFFD} x [EMAIL] \u{FFFD}@example.com",
+            false,
+        ),
+        // Malformed events: the stream ends with the error event, nothing of them passes.
+        (
+            vec![
+                chat_event(r#"{"content":"mail "}"#),
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"jane.doe\"}} x\n\n"
+                    .into(),
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"@example.com\"}} x\n\n"
+                    .into(),
+                end.into(),
+                done.into(),
+            ],
+            "mail ",
+            true,
+        ),
+        // `event:` and `id:` values.
+        (
+            vec![
+                format!(
+                    "event: {EMAIL}\nid: {EMAIL}\n{}",
+                    chat_event(r#"{"content":"hi"}"#)
+                ),
+                end.into(),
+                done.into(),
+            ],
+            "hi",
+            false,
+        ),
+    ];
+    for (i, (events, want, fails)) in cases.into_iter().enumerate() {
+        let l = sse_provider(events);
+        let body =
+            json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        let reply = post(&l.addr, "/v1/chat/completions", &[], &body);
+        assert_eq!(reply.status, 200, "case {i}");
+        let raw = reply.text();
+        assert_clean(&raw, &format!("case {i}"));
+        let events: Vec<Value> = reply
+            .events()
+            .iter()
+            .filter(|(_, d)| d != "[DONE]")
+            .map(|(_, d)| serde_json::from_str(d).unwrap_or_else(|_| panic!("case {i}: {d}")))
+            .collect();
+        let said: String = events
+            .iter()
+            .flat_map(|e| {
+                let delta = &e["choices"][0]["delta"];
+                [
+                    delta["content"].as_str(),
+                    delta["function_call"]["arguments"].as_str(),
+                    delta["audio"]["transcript"].as_str(),
+                ]
+            })
+            .flatten()
+            .collect();
+        assert_eq!(said, want, "case {i}: {raw}");
+        let failed = events
+            .last()
+            .is_some_and(|e| e["error"]["code"] == "upstream_stream_failed");
+        assert_eq!(failed, fails, "case {i}: {raw}");
+    }
+}

@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let mut events = EventScrubber::new(api, scrubber.clone(), Vault::new());
     let mut out = Vec::new();
     for piece in lethe_fuzz::str_pieces(text, &lens) {
-        let e = match api {
+        let mut e = match api {
             Api::Chat => event(
                 None,
                 json!({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]}),
@@ -42,9 +42,9 @@ fuzz_target!(|data: &[u8]| {
                 json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
             ),
         };
-        events.on_event(&e, &mut out);
+        events.on_event(&mut e, &mut out);
     }
-    let end = match api {
+    let mut end = match api {
         Api::Chat => event(
             None,
             json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
             json!({"type": "content_block_stop", "index": 0}),
         ),
     };
-    events.on_event(&end, &mut out);
+    events.on_event(&mut end, &mut out);
     events.on_end(&mut out);
 
     let mut decoder = Decoder::new(usize::MAX);

@@ -74,9 +74,13 @@ impl SseBody {
     fn drain(&mut self, out: &mut Vec<u8>) -> bool {
         loop {
             match self.decoder.next() {
-                Ok(Some(Item::Event(event))) => {
-                    self.events.on_event(&event, out);
+                Ok(Some(Item::Event(mut event))) => {
+                    self.events.on_event(&mut event, out);
                     self.decoder.recycle(event);
+                    // An event that could not be read has ended the stream.
+                    if self.events.failed() {
+                        return false;
+                    }
                 }
                 Ok(Some(Item::Comment)) => {}
                 Ok(None) => return true,

@@ -2,8 +2,9 @@
 //!
 //! # Design
 //! Each text that a provider streams in pieces (a choice's `content`, a tool call's
-//! `arguments`, a Responses `*.delta`, an Anthropic block's `text_delta` / `input_json_delta` /
-//! `thinking_delta`) gets its own [`StreamScrubber`], keyed by where it lives (choice, tool call,
+//! `arguments`, a legacy `function_call.arguments`, an `audio.transcript`, a Responses
+//! `*.delta`, an Anthropic block's `text_delta` / `input_json_delta` / `thinking_delta`) gets
+//! its own [`StreamScrubber`], keyed by where it lives (choice, tool call,
 //! output item, content block). Every incoming event is re-emitted at once, carrying the text
 //! that is safe now; what a scrubber holds back is flushed in one extra delta event right before
 //! the event that ends its choice or block (or in the event itself when that event carries text
@@ -19,12 +20,19 @@
 //!
 //! Everything else in an event is scrubbed one-shot like a JSON body ([`super::json`]):
 //! unknown fields are covered by default. `logprobs` are replaced by `null` while scrubbing is
-//! on: they spell the answer out token by token, past any scrubber. An event whose data is not
-//! JSON is scrubbed as plain text.
+//! on: they spell the answer out token by token, past any scrubber. The SSE `event` and `id`
+//! values are scrubbed one-shot too. An event whose data is not a JSON object (`[DONE]` aside)
+//! ends the stream as an upstream failure does: scrubbed one event at a time, a value split
+//! across two such events would pass. A lone surrogate escape is read as U+FFFD instead, so
+//! that a provider cutting an emoji's pair across events does not end the stream.
 //!
 //! With placeholders, values the provider produces are labelled (see
 //! [`RequestPolicy::response_styles`](super::policy::RequestPolicy::response_styles)) and then
 //! the request's placeholders are put back, streamed, so the client reads its own values.
+//!
+//! A Responses flush event repeats the `item_id` and indexes of its text's delta events and
+//! takes the sequence number after the last one sent; every later event's number is shifted
+//! up by the flush events inserted so far, so numbers stay unique and increasing.
 //!
 //! When the upstream fails mid-stream, held text is dropped (it may be half a value) and the
 //! stream ends with an error event in the provider's format.
@@ -72,6 +80,9 @@ struct Text {
     key: Key,
     scrub: StreamScrubber,
     restore: StreamRestorer,
+    /// Responses: the `item_id` and index members of the text's first delta event, which its
+    /// flush event repeats (empty for the other APIs).
+    envelope: Map<String, Value>,
 }
 
 /// Scrubs the events of one streamed response.
@@ -88,8 +99,16 @@ pub struct EventScrubber {
     template: Map<String, Value>,
     /// The template's `id` (kept apart: the fast path compares it on every chunk).
     template_id: Option<Value>,
-    /// Last Responses `sequence_number` seen.
+    /// The last Responses `sequence_number` sent to the client.
+    ///
+    /// A flush event Lethe inserts takes the number after the last one sent, and every later
+    /// event's number is shifted up by the flush events inserted so far ([`Self::inserted`]):
+    /// the client sees the provider's order, unique and increasing, as the provider sent it.
     sequence: u64,
+    /// Flush events inserted into a Responses stream so far.
+    inserted: u64,
+    /// The Responses stream numbers its events: flush events are numbered too.
+    numbered: bool,
     failed: bool,
     /// `false`: the client may switch scrubbing off; events are re-encoded unchanged.
     active: bool,
@@ -119,6 +138,8 @@ impl EventScrubber {
             template: Map::new(),
             template_id: None,
             sequence: 0,
+            inserted: 0,
+            numbered: false,
             failed: false,
             active: true,
             usage: Usage::default(),
@@ -169,10 +190,20 @@ impl EventScrubber {
     }
 
     /// Scrubs one event and appends what to send (it and any flush before it) to `out`.
-    pub fn on_event(&mut self, event: &Event, out: &mut Vec<u8>) {
+    ///
+    /// The event's `event` and `id` values are scrubbed one-shot in place: they are copied to
+    /// the client, and a provider may put anything there. An event whose data Lethe cannot read
+    /// ends the stream (see [`EventScrubber::failed`]).
+    pub fn on_event(&mut self, event: &mut Event, out: &mut Vec<u8>) {
         if self.failed {
             return;
         }
+        if self.active {
+            for field in [&mut event.event, &mut event.id].into_iter().flatten() {
+                self.one_shot_str(field);
+            }
+        }
+        let event = &*event;
         if !self.active {
             if memchr::memmem::find(event.data.as_bytes(), b"\"usage\"").is_some() {
                 if let Ok(mut value) = serde_json::from_str::<Value>(&event.data) {
@@ -229,21 +260,29 @@ impl EventScrubber {
         true
     }
 
+    /// Whether the stream has ended with an error event: the upstream failed, or sent an event
+    /// Lethe could not read. Nothing more is sent.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
     /// Scrubs any event through a JSON tree (see [`Self::on_event`]).
+    ///
+    /// Data that is not a JSON object (every event of the four grammars is one, `[DONE]` aside)
+    /// ends the stream with the error event of [`Self::on_error`]: its text cannot be matched
+    /// to a stream scrubber, and scrubbed one event at a time a value split across two such
+    /// events would pass. A lone surrogate escape is read as U+FFFD (see
+    /// [`json::replace_lone_surrogates`]), so that its text is scrubbed with the rest.
     fn general_event(&mut self, event: &Event, out: &mut Vec<u8>) {
         // The general path may renew the chunk template, on which fast plans depend.
         self.envelope = None;
         let data: &str = &event.data;
-        let Ok(mut value) = serde_json::from_str::<Value>(data) else {
-            let mut text = String::from(data);
-            json::scrub_string(
-                &mut text,
-                &self.scrubber,
-                &mut self.scratch,
-                &mut self.counts,
-            );
-            json::restore_string(&mut text, &self.vault);
-            emit(event, Wiped::new(text), out);
+        let parsed = serde_json::from_str::<Value>(data).or_else(|e| {
+            json::replace_lone_surrogates(data)
+                .map_or(Err(e), |repaired| serde_json::from_str::<Value>(&repaired))
+        });
+        let Some(mut value) = parsed.ok().filter(Value::is_object) else {
+            self.on_error(out);
             return;
         };
         if self.note_usage(&mut value) {
@@ -324,6 +363,13 @@ impl EventScrubber {
         }
     }
 
+    fn one_shot_str(&mut self, s: &mut String) {
+        json::scrub_string(s, &self.scrubber, &mut self.scratch, &mut self.counts);
+        if !self.vault.is_empty() {
+            json::restore_string(s, &self.vault);
+        }
+    }
+
     fn one_shot(&mut self, value: &mut Value) {
         json::scrub_value(value, &self.scrubber, &mut self.scratch, &mut self.counts);
         if !self.vault.is_empty() {
@@ -367,8 +413,11 @@ impl EventScrubber {
     }
 
     fn flush_all(&mut self, out: &mut Vec<u8>) {
-        let rests = self.finish_where(|_| true);
         let mut before = Vec::new();
+        if self.api == Api::Responses {
+            self.flush_responses(|_| true, &mut before);
+        }
+        let rests = self.finish_where(|_| true);
         match self.api {
             Api::Chat | Api::Completions => {
                 let mut outers: Vec<u64> = rests.iter().map(|(k, _)| k.outer).collect();
@@ -384,13 +433,8 @@ impl EventScrubber {
                     }
                 }
             }
-            Api::Responses => {
-                for (key, rest) in rests {
-                    if let Some(v) = self.synthetic_response_delta(&key, rest, None) {
-                        before.push((Some(format!("{}.delta", key.field)), v));
-                    }
-                }
-            }
+            // Flushed above, with their envelopes.
+            Api::Responses => {}
             Api::Messages => {
                 for (key, rest) in rests {
                     if let Some(v) = synthetic_block_delta(&key, rest) {
@@ -489,6 +533,9 @@ impl EventScrubber {
                         self.tool_call(outer, call, carried);
                     }
                 }
+                (parent, Value::Object(object)) if nested_field(parent).is_some() => {
+                    self.chat_nested(outer, parent, object, carried);
+                }
                 (_, Value::String(s)) => {
                     let key = Key {
                         outer,
@@ -501,6 +548,40 @@ impl EventScrubber {
                 (_, other) => self.one_shot(other),
             }
         }
+    }
+
+    /// An object in a delta with one streamed string (see [`NESTED`]): that string goes to its
+    /// choice's stream under the key `parent.child`; the rest is scrubbed one-shot.
+    fn chat_nested(
+        &mut self,
+        outer: u64,
+        parent: &str,
+        object: &mut Map<String, Value>,
+        carried: &mut Vec<Key>,
+    ) {
+        let Some((child, field)) = nested_field(parent) else {
+            return;
+        };
+        let text = match object.remove(child) {
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                object.insert(child.to_owned(), other);
+                None
+            }
+            None => None,
+        };
+        self.one_shot_except(object, &[]);
+        let Some(text) = text else {
+            return;
+        };
+        let key = Key {
+            outer,
+            inner: 0,
+            field: field.into(),
+        };
+        let released = self.push(key.clone(), &text);
+        carried.push(key);
+        object.insert(child.to_owned(), Value::String(released));
     }
 
     fn tool_call(&mut self, outer: u64, call: &mut Value, carried: &mut Vec<Key>) {
@@ -550,7 +631,20 @@ impl EventScrubber {
             let mut calls = Vec::new();
             for (key, rest) in rests {
                 if key.inner == 0 {
-                    delta.insert(key.field.to_string(), Value::String(rest.clone()));
+                    let rest = Value::String(rest.clone());
+                    match NESTED.iter().find(|(_, _, field)| *field == &*key.field) {
+                        Some((parent, child, _)) => {
+                            let object = delta
+                                .entry(*parent)
+                                .or_insert_with(|| Value::Object(Map::new()));
+                            if let Value::Object(object) = object {
+                                object.insert((*child).to_owned(), rest);
+                            }
+                        }
+                        None => {
+                            delta.insert(key.field.to_string(), rest);
+                        }
+                    }
                 } else {
                     calls.push(json!({"index": key.inner - 1, "function": {"arguments": rest}}));
                 }
@@ -583,9 +677,8 @@ impl EventScrubber {
     // ---- OpenAI Responses -------------------------------------------------------------------
 
     fn responses_event(&mut self, value: &mut Value, before: &mut Vec<(Option<String>, Value)>) {
-        if let Some(n) = value.get("sequence_number").and_then(Value::as_u64) {
-            self.sequence = n;
-        }
+        let number = value.get("sequence_number").and_then(Value::as_u64);
+        self.numbered |= number.is_some();
         let kind = value
             .get("type")
             .and_then(Value::as_str)
@@ -595,65 +688,104 @@ impl EventScrubber {
             if let Some(Value::String(delta)) = value.get("delta") {
                 let key = response_key(value, prefix);
                 let delta = delta.clone();
-                let released = self.push(key, &delta);
+                let released = self.push(key.clone(), &delta);
+                self.note_envelope(&key, value);
                 if let Some(obj) = value.as_object_mut() {
                     self.one_shot_except(obj, &["delta"]);
                     obj.insert("delta".to_owned(), Value::String(released));
                 }
+                self.renumber(value, number);
                 return;
             }
         } else if let Some(prefix) = kind.strip_suffix(".done") {
             let key = response_key(value, prefix);
-            let rests = self.finish_where(|k| *k == key);
-            for (key, rest) in rests {
-                let sequence = value.get("sequence_number").cloned();
-                if let Some(v) = self.synthetic_response_delta(&key, rest, sequence) {
-                    let item = value.get("item_id").cloned();
-                    let mut v = v;
-                    if let (Some(item), Some(obj)) = (item, v.as_object_mut()) {
-                        obj.insert("item_id".to_owned(), item);
-                    }
-                    before.push((Some(format!("{prefix}.delta")), v));
-                }
-            }
+            self.flush_responses(|k| *k == key, before);
         } else if kind == "response.completed"
             || kind == "response.incomplete"
             || kind == "response.failed"
         {
-            let rests = self.finish_where(|_| true);
-            for (key, rest) in rests {
-                if let Some(v) = self.synthetic_response_delta(&key, rest, None) {
-                    before.push((Some(format!("{}.delta", key.field)), v));
-                }
-            }
+            self.flush_responses(|_| true, before);
         }
         self.one_shot(value);
+        self.renumber(value, number);
     }
 
+    /// Notes the envelope of a text's first delta event (see [`Text::envelope`]).
+    fn note_envelope(&mut self, key: &Key, value: &Value) {
+        let Some(text) = self.texts.iter_mut().find(|t| t.key == *key) else {
+            return;
+        };
+        if !text.envelope.is_empty() {
+            return;
+        }
+        for name in ["item_id", "output_index", "content_index", "summary_index"] {
+            if let Some(member) = value.get(name).filter(|v| v.is_string() || v.is_u64()) {
+                text.envelope.insert(name.to_owned(), member.clone());
+            }
+        }
+    }
+
+    /// Gives a Responses event the number it has on the client's side (see [`Self::sequence`]).
+    fn renumber(&mut self, value: &mut Value, number: Option<u64>) {
+        let Some(n) = number else {
+            return;
+        };
+        self.sequence = n.saturating_add(self.inserted);
+        if self.inserted > 0 {
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("sequence_number".to_owned(), json!(self.sequence));
+            }
+        }
+    }
+
+    /// Finishes the Responses texts matching `pred`, each held rest in a flush event of its own.
+    fn flush_responses(
+        &mut self,
+        pred: impl Fn(&Key) -> bool,
+        before: &mut Vec<(Option<String>, Value)>,
+    ) {
+        let envelopes: Vec<(Key, Map<String, Value>)> = self
+            .texts
+            .iter()
+            .filter(|t| pred(&t.key))
+            .map(|t| (t.key.clone(), t.envelope.clone()))
+            .collect();
+        for (key, rest) in self.finish_where(pred) {
+            if rest.is_empty() {
+                continue;
+            }
+            let envelope = envelopes
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, e)| e.clone())
+                .unwrap_or_default();
+            let v = self.synthetic_response_delta(&key, rest, envelope);
+            before.push((Some(format!("{}.delta", key.field)), v));
+        }
+    }
+
+    /// A `*.delta` event carrying a text's held rest: the envelope of the text's own delta
+    /// events (its `item_id` and indexes), and the next sequence number when the stream has
+    /// them (see [`Self::sequence`]).
     fn synthetic_response_delta(
-        &self,
+        &mut self,
         key: &Key,
         rest: String,
-        sequence: Option<Value>,
-    ) -> Option<Value> {
-        if rest.is_empty() {
-            return None;
+        envelope: Map<String, Value>,
+    ) -> Value {
+        let mut v = Map::new();
+        v.insert("type".to_owned(), json!(format!("{}.delta", key.field)));
+        if envelope.is_empty() {
+            v.insert("output_index".to_owned(), json!(key.outer));
         }
-        let mut v = json!({
-            "type": format!("{}.delta", key.field),
-            "output_index": key.outer,
-            "delta": rest,
-            "sequence_number": sequence.unwrap_or(json!(self.sequence)),
-        });
-        if let Some(obj) = v.as_object_mut() {
-            let inner_name = if key.field.contains("summary") {
-                "summary_index"
-            } else {
-                "content_index"
-            };
-            obj.insert(inner_name.to_owned(), json!(key.inner));
+        v.extend(envelope);
+        v.insert("delta".to_owned(), Value::String(rest));
+        if self.numbered {
+            self.inserted += 1;
+            self.sequence = self.sequence.saturating_add(1);
+            v.insert("sequence_number".to_owned(), json!(self.sequence));
         }
-        Some(v)
+        Value::Object(v)
     }
 
     // ---- Anthropic Messages -----------------------------------------------------------------
@@ -718,7 +850,9 @@ impl EventScrubber {
                     }
                 }
             }
-            "message_stop" => {
+            // The message ends: `message_delta` says how, before `message_stop`. A block the
+            // provider never stopped is flushed before whichever comes first.
+            "message_delta" | "message_stop" => {
                 for (key, rest) in self.finish_where(|_| true) {
                     if let Some(v) = synthetic_block_delta(&key, rest) {
                         before.push((Some("content_block_delta".to_owned()), v));
@@ -768,11 +902,32 @@ fn synthetic_block_delta(key: &Key, rest: String) -> Option<Value> {
     Some(json!({"type": "content_block_delta", "index": key.outer, "delta": delta}))
 }
 
+/// Streamed strings one level down in a chat delta: (object, its streamed member, the key's
+/// field). Legacy function calling streams `function_call.arguments` as tool calls stream
+/// theirs; audio answers stream `audio.transcript`. The other members (a name, an id, base64
+/// audio) are not text that continues across events and are scrubbed one-shot.
+const NESTED: &[(&str, &str, &str)] = &[
+    ("function_call", "arguments", "function_call.arguments"),
+    ("audio", "transcript", "audio.transcript"),
+];
+
+/// The streamed member of the delta object `parent` and its key's field, if it has one.
+fn nested_field(parent: &str) -> Option<(&'static str, &'static str)> {
+    NESTED
+        .iter()
+        .find(|(p, _, _)| *p == parent)
+        .map(|(_, child, field)| (*child, *field))
+}
+
 /// The string slot in a choice that `key` streams into.
 fn chat_slot<'v>(choice: &'v mut Map<String, Value>, key: &Key) -> Option<&'v mut String> {
     let slot = if key.inner == 0 {
         if choice.get("delta").is_some_and(Value::is_object) {
-            choice.get_mut("delta")?.get_mut(&*key.field)
+            let delta = choice.get_mut("delta")?;
+            match NESTED.iter().find(|(_, _, field)| *field == &*key.field) {
+                Some((parent, child, _)) => delta.get_mut(*parent)?.get_mut(*child),
+                None => delta.get_mut(&*key.field),
+            }
         } else {
             choice.get_mut(&*key.field)
         }
@@ -811,4 +966,285 @@ fn emit_value(name: Option<&str>, value: &Value, out: &mut Vec<u8>) {
         retry: None,
     };
     sse::encode(&event, out);
+}
+
+#[cfg(test)]
+mod tests {
+    //! The audit's stream scenarios, event by event: each value split across events must come
+    //! out scrubbed, in events a client can read.
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+    use super::*;
+    use crate::proxy::sse::{Decoder, Item};
+    use crate::scrub::Policy;
+
+    /// Feeds `events` (name, data) through a fresh scrubber, the way the stream body does, and
+    /// decodes what the client gets; `true` when the stream was ended with an error event.
+    fn run(api: Api, events: &[(Option<&str>, &str)]) -> (Vec<(Option<String>, String)>, bool) {
+        let scrubber = Scrubber::new(&Policy::default()).unwrap();
+        let mut scrub = EventScrubber::new(api, scrubber, Vault::new());
+        let mut out = Vec::new();
+        for (name, data) in events {
+            let mut event = Event::new(Wiped::new((*data).to_owned()));
+            event.event = name.map(str::to_owned);
+            scrub.on_event(&mut event, &mut out);
+            if scrub.failed() {
+                break;
+            }
+        }
+        scrub.on_end(&mut out);
+        let mut decoder = Decoder::new(usize::MAX);
+        decoder.push(&out);
+        let mut items = Vec::new();
+        while let Some(item) = decoder.next().unwrap() {
+            if let Item::Event(e) = item {
+                items.push((e.event.clone(), e.data.to_string()));
+            }
+        }
+        decoder.finish().unwrap();
+        (items, scrub.failed())
+    }
+
+    fn json_of(items: &[(Option<String>, String)]) -> Vec<Value> {
+        items
+            .iter()
+            .filter(|(_, d)| d != "[DONE]")
+            .map(|(_, d)| serde_json::from_str(d).expect("every event is JSON"))
+            .collect()
+    }
+
+    /// The strings at `path` (a JSON pointer) of every event, joined.
+    fn joined(events: &[Value], path: &str) -> String {
+        events
+            .iter()
+            .filter_map(|e| e.pointer(path).and_then(Value::as_str))
+            .collect()
+    }
+
+    fn chat(delta: Value) -> String {
+        json!({"id": "c", "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+        .to_string()
+    }
+
+    fn chat_end() -> String {
+        json!({"id": "c", "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        .to_string()
+    }
+
+    #[test]
+    fn legacy_function_call_arguments_and_audio_transcripts_are_streamed() {
+        let events = [
+            chat(json!({"role": "assistant", "function_call": {"name": "send", "arguments": ""}})),
+            chat(json!({"function_call": {"arguments": "{\"to\":\"jane.doe"}})),
+            chat(json!({"function_call": {"arguments": "@example.com\"}"}})),
+            chat(json!({"audio": {"id": "a", "transcript": "mail jane.doe"}})),
+            chat(json!({"audio": {"transcript": "@example.com"}})),
+            chat(json!({"audio": {"transcript": " and john.roe"}})),
+            chat_end(),
+            "[DONE]".to_owned(),
+        ];
+        let events: Vec<_> = events.iter().map(|d| (None, d.as_str())).collect();
+        let (items, failed) = run(Api::Chat, &events);
+        assert!(!failed);
+        let all = json_of(&items);
+        let arguments = joined(&all, "/choices/0/delta/function_call/arguments");
+        assert_eq!(arguments, "{\"to\":\"[EMAIL]\"}");
+        let transcript = joined(&all, "/choices/0/delta/audio/transcript");
+        assert_eq!(transcript, "mail [EMAIL] and john.roe");
+        // The held rest ("john.roe") went out before the chunk that ends the choice.
+        let last = &all[all.len() - 1];
+        assert_eq!(last["choices"][0]["finish_reason"], "stop");
+        assert_eq!(
+            all[all.len() - 2]["choices"][0]["delta"]["audio"]["transcript"],
+            "john.roe"
+        );
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_read_as_a_replacement_character_and_scrubbed_in_its_stream() {
+        let lone = r#"{"choices":[{"index":0,"delta":{"content":"hi \ud83d x jane.doe"},"finish_reason":null}]}"#;
+        let lead = r#"{"choices":[{"index":0,"delta":{"content":"\ude00@example.com "},"finish_reason":null}]}"#;
+        let next = chat(json!({"content": "@example.com bye"}));
+        let pair = r#"{"choices":[{"index":0,"delta":{"content":" \ud83d\ude00 C:\\ude00@example.com"},"finish_reason":null}]}"#;
+        let end = chat_end();
+        let events = [
+            (None, lone),
+            (None, next.as_str()),
+            (None, lead),
+            (None, pair),
+            (None, end.as_str()),
+        ];
+        let (items, failed) = run(Api::Chat, &events);
+        assert!(!failed);
+        let text = joined(&json_of(&items), "/choices/0/delta/content");
+        assert_eq!(
+            text,
+            "hi \u{FFFD} x [EMAIL] bye\u{FFFD}@example.com  \u{1F600} C:\\[EMAIL]"
+        );
+
+        let lone = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi \ud83d x jane.doe"}}"#;
+        let next = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"@example.com bye"}}"#;
+        let stop = r#"{"type":"content_block_stop","index":0}"#;
+        let name = Some("content_block_delta");
+        let (items, _) = run(
+            Api::Messages,
+            &[
+                (name, lone),
+                (name, next),
+                (Some("content_block_stop"), stop),
+            ],
+        );
+        assert_eq!(
+            joined(&json_of(&items), "/delta/text"),
+            "hi \u{FFFD} x [EMAIL] bye"
+        );
+    }
+
+    #[test]
+    fn data_that_is_not_a_json_object_ends_the_stream_with_the_error_event() {
+        let first = chat(json!({"content": "mail "}));
+        for bad in [
+            r#"{"choices":[{"index":0,"delta":{"content":"mail jane.doe"}} x"#,
+            r#""mail jane.doe""#,
+            r#"["jane.doe"]"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"jane.doe\x"}}]}"#,
+        ] {
+            let also = r#"{"choices":[{"index":0,"delta":{"content":"@example.com"}} x"#;
+            let (items, failed) = run(
+                Api::Chat,
+                &[(None, first.as_str()), (None, bad), (None, also)],
+            );
+            assert!(failed, "{bad}");
+            let (_, last) = items.last().unwrap();
+            assert!(last.contains("upstream_stream_failed"), "{bad}: {last}");
+            let all: String = items.iter().map(|(_, d)| d.as_str()).collect();
+            assert!(!all.contains("jane.doe"), "{bad}: {all}");
+            assert!(!all.contains("example.com"), "{bad}: {all}");
+        }
+        let (items, failed) = run(
+            Api::Messages,
+            &[(
+                Some("content_block_delta"),
+                "{\"type\":\"content_block_delta\"} x",
+            )],
+        );
+        assert!(failed);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].0.as_deref(), Some("error"));
+    }
+
+    #[test]
+    fn event_names_and_ids_are_scrubbed() {
+        let data = chat(json!({"content": "hi"}));
+        let scrubber = Scrubber::new(&Policy::default()).unwrap();
+        let mut scrub = EventScrubber::new(Api::Chat, scrubber, Vault::new());
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let mut event = Event::new(Wiped::new(data.clone()));
+            event.event = Some("jane.doe@example.com".into());
+            event.id = Some("4111 1111 1111 1111".into());
+            scrub.on_event(&mut event, &mut out);
+        }
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("jane.doe"), "{out}");
+        assert!(!out.contains("4111 1111"), "{out}");
+        assert!(out.contains("event: [EMAIL]\n"), "{out}");
+    }
+
+    #[test]
+    fn responses_flush_events_repeat_their_envelope_and_keep_numbers_unique() {
+        let mut events: Vec<Value> = vec![
+            json!({"type": "response.created", "response": {"id": "r"}}),
+            json!({"type": "response.output_text.delta", "item_id": "i", "output_index": 0, "content_index": 0, "delta": "mail jane.doe"}),
+            json!({"type": "response.output_text.delta", "item_id": "i", "output_index": 0, "content_index": 0, "delta": "@example.com ok"}),
+            json!({"type": "response.output_text.done", "item_id": "i", "output_index": 0, "content_index": 0, "text": "x"}),
+            json!({"type": "response.function_call_arguments.delta", "item_id": "f", "output_index": 1, "delta": "{\"to\":\"john.roe"}),
+            json!({"type": "response.function_call_arguments.delta", "item_id": "f", "output_index": 1, "delta": "@example.org\"}"}),
+            json!({"type": "response.refusal.delta", "item_id": "q", "output_index": 3, "content_index": 0, "delta": "no alice"}),
+            json!({"type": "response.refusal.delta", "item_id": "q", "output_index": 3, "content_index": 0, "delta": "@example.io"}),
+            json!({"type": "response.reasoning_summary_text.delta", "item_id": "s", "output_index": 4, "summary_index": 2, "delta": "bob"}),
+            json!({"type": "response.function_call_arguments.done", "item_id": "f", "output_index": 1, "arguments": "x"}),
+            json!({"type": "response.completed", "response": {"id": "r"}}),
+        ];
+        for numbered in [true, false] {
+            if numbered {
+                for (n, e) in events.iter_mut().enumerate() {
+                    e["sequence_number"] = json!(n);
+                }
+            } else {
+                for e in events.iter_mut() {
+                    e.as_object_mut().unwrap().remove("sequence_number");
+                }
+            }
+            let data: Vec<String> = events.iter().map(Value::to_string).collect();
+            let input: Vec<_> = events
+                .iter()
+                .zip(&data)
+                .map(|(e, d)| (e["type"].as_str(), d.as_str()))
+                .collect();
+            let (items, failed) = run(Api::Responses, &input);
+            assert!(!failed);
+            let out = json_of(&items);
+            for ((name, _), e) in items.iter().zip(&out) {
+                assert_eq!(name.as_deref(), e["type"].as_str(), "{e}");
+            }
+            let text = |kind: &str| -> String {
+                out.iter()
+                    .filter(|e| e["type"] == kind)
+                    .filter_map(|e| e["delta"].as_str())
+                    .collect()
+            };
+            assert_eq!(text("response.output_text.delta"), "mail [EMAIL] ok");
+            assert_eq!(
+                text("response.function_call_arguments.delta"),
+                "{\"to\":\"[EMAIL]\"}"
+            );
+            assert_eq!(text("response.refusal.delta"), "no [EMAIL]");
+            assert_eq!(text("response.reasoning_summary_text.delta"), "bob");
+            for e in out.iter().filter(|e| e.get("delta").is_some()) {
+                let original = events.iter().find(|o| o["type"] == e["type"]).unwrap();
+                for member in ["item_id", "output_index", "content_index", "summary_index"] {
+                    assert_eq!(e.get(member), original.get(member), "{member}: {e}");
+                }
+            }
+            let numbers: Vec<Option<u64>> =
+                out.iter().map(|e| e["sequence_number"].as_u64()).collect();
+            if numbered {
+                let numbers: Vec<u64> = numbers.into_iter().map(Option::unwrap).collect();
+                let expected: Vec<u64> = (0..numbers.len() as u64).collect();
+                assert_eq!(numbers, expected);
+                assert!(out.len() > events.len(), "flush events were inserted");
+            } else {
+                assert!(numbers.iter().all(Option::is_none), "{numbers:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn anthropic_held_text_goes_out_before_message_delta_without_a_block_stop() {
+        let start =
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#;
+        let one = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"mail jane.doe"}}"#;
+        let two = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"@example.com"}}"#;
+        let delta = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":5}}"#;
+        let stop = r#"{"type":"message_stop"}"#;
+        let (items, _) = run(
+            Api::Messages,
+            &[
+                (Some("content_block_start"), start),
+                (Some("content_block_delta"), one),
+                (Some("content_block_delta"), two),
+                (Some("message_delta"), delta),
+                (Some("message_stop"), stop),
+            ],
+        );
+        let names: Vec<_> = items.iter().map(|(n, _)| n.as_deref().unwrap()).collect();
+        assert_eq!(
+            names[names.len() - 3..],
+            ["content_block_delta", "message_delta", "message_stop"]
+        );
+        assert_eq!(joined(&json_of(&items), "/delta/text"), "mail [EMAIL]");
+    }
 }

@@ -564,6 +564,52 @@ pub(crate) fn unescape(raw: &str, mut out: Option<&mut crate::alloc::Wiped<Strin
     Some(())
 }
 
+/// `data` with every lone UTF-16 surrogate escape (`\ud83d` without its pair) replaced by
+/// `\ufffd`, as a lossy UTF-8 decoder replaces an invalid sequence; `None` when there is none.
+///
+/// `serde_json` refuses a lone surrogate, and a provider may cut an emoji's pair across two
+/// events. Replacing it lets the event be read and its text go through its stream scrubber like
+/// any other, instead of ending the stream. Escapes are read in order, so `\\ude00` (an
+/// escaped backslash, then letters) is left alone; outside strings JSON has no backslash.
+pub(crate) fn replace_lone_surrogates(data: &str) -> Option<crate::alloc::Wiped<String>> {
+    let bytes = data.as_bytes();
+    let mut out: Option<crate::alloc::Wiped<String>> = None;
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(found) = bytes.get(at..).and_then(|rest| memchr::memchr(b'\\', rest)) {
+        let slash = at + found;
+        if bytes.get(slash + 1) != Some(&b'u') {
+            at = slash + 2;
+            continue;
+        }
+        let unit = bytes.get(slash + 2..slash + 6).and_then(hex4);
+        let paired = |unit: Option<u32>| {
+            unit.is_some_and(|high| (0xD800..0xDC00).contains(&high))
+                && bytes.get(slash + 6..slash + 8) == Some(&b"\\u"[..])
+                && bytes
+                    .get(slash + 8..slash + 12)
+                    .and_then(hex4)
+                    .is_some_and(|low| (0xDC00..0xE000).contains(&low))
+        };
+        match unit {
+            Some(_) if paired(unit) => at = slash + 12,
+            Some(0xD800..0xE000) => {
+                let text = out.get_or_insert_with(|| {
+                    crate::alloc::Wiped::new(String::with_capacity(data.len()))
+                });
+                text.push_str(&data[copied..slash]);
+                text.push_str("\\ufffd");
+                at = slash + 6;
+                copied = at;
+            }
+            _ => at = slash + 2,
+        }
+    }
+    let mut text = out?;
+    text.push_str(&data[copied..]);
+    Some(text)
+}
+
 fn hex4(digits: &[u8]) -> Option<u32> {
     digits
         .iter()
