@@ -1,10 +1,17 @@
-//! Where text lives in a JSON body: everywhere, except a short list of structural fields.
+//! Where text lives in a JSON body: everywhere.
 //!
 //! # Design
-//! Lethe fails closed: every string value in a request or response, at any depth, is scrubbed,
-//! and so is every object key. The exceptions are fields whose values are identifiers, enums or
-//! opaque provider tokens ([`STRUCTURAL`]); scrubbing them could only break the request, and
-//! they carry no user text. A field a provider adds tomorrow is therefore scrubbed by default.
+//! Lethe fails closed: every string value in a request or response body, at any depth, is
+//! scrubbed, and so is every object key. Structural fields ([`STRUCTURAL`]: model names, roles,
+//! types, ids, enums) are scrubbed too: one holds nothing a detector finds and passes unchanged,
+//! and their names are no guarantee, since a client's own `metadata` may use `status` or `id`
+//! for anything. The one exception is an opaque provider token ([`OPAQUE`]: a thinking block's
+//! `signature`, `encrypted_content`) that reads as one, base64 of some length: the provider
+//! checks it byte for byte, and a chance match inside it would break the conversation. A field
+//! a provider adds tomorrow is scrubbed by default.
+//!
+//! Streamed events (see `events`) leave structural fields of the provider's envelope alone: they
+//! are the provider's own, and the per-event cost counts there.
 //!
 //! Numbers, booleans and nulls are left alone. Key order is kept (providers render tool
 //! schemas into the prompt in the order they receive them).
@@ -53,12 +60,29 @@ pub const STRUCTURAL: &[&str] = &[
     "tool_choice",
 ];
 
-/// Whether `key`'s string value is left as it is.
+/// Whether `key`'s string value is left as it is in a streamed event's envelope.
 pub fn is_structural(key: &str) -> bool {
     STRUCTURAL.contains(&key)
 }
 
-/// Scrubs every non-structural string in `value` and every object key, in place.
+/// Keys whose values are opaque provider tokens, checked byte for byte by the provider.
+pub const OPAQUE: &[&str] = &["signature", "encrypted_content"];
+
+/// Shortest value of an [`OPAQUE`] key that is taken for a token.
+const OPAQUE_MIN: usize = 32;
+
+/// Whether the string value `raw` (as written in the document) of `key` is an opaque token,
+/// left as it is: the key is one of [`OPAQUE`] and the value reads as base64, at least
+/// [`OPAQUE_MIN`] bytes with no blank, `@` or escape. A client's `signature` with a name and a
+/// phone number in it is text, and scrubbed.
+fn is_opaque(key: &str, raw: &str) -> bool {
+    let base64 =
+        |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
+    OPAQUE.contains(&key) && raw.len() >= OPAQUE_MIN && raw.as_bytes().iter().all(base64)
+}
+
+/// Scrubs every string in `value` but opaque tokens (see [`is_opaque`]), and every object key,
+/// in place.
 pub fn scrub_value(value: &mut Value, scrubber: &Scrubber, vault: &mut Vault, counts: &mut Counts) {
     match value {
         Value::String(s) => scrub_string(s, scrubber, vault, counts),
@@ -92,7 +116,7 @@ pub fn scrub_object(
     }
     for (key, value) in map.iter_mut() {
         match value {
-            Value::String(_) if is_structural(key) => {}
+            Value::String(v) if is_opaque(key, v) => {}
             _ => scrub_value(value, scrubber, vault, counts),
         }
     }
@@ -210,7 +234,7 @@ pub fn scrub_document(
     if walk.peek()? != b'{' {
         return None;
     }
-    walk.value(0, false)?;
+    walk.value(0, None)?;
     let close = walk.at - 1;
     walk.space();
     if walk.at != text.len() {
@@ -294,8 +318,8 @@ pub fn scrub_document(
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
     Key,
-    /// The value of a structural field.
-    Structural,
+    /// An opaque token (see [`is_opaque`]): left as it is.
+    Opaque,
     /// Any other string value: scrubbed.
     Text,
 }
@@ -386,17 +410,15 @@ impl<'a> Walk<'a> {
         (self.at - start <= limit + 1 && int <= 200).then_some(())
     }
 
-    /// Reads one value; `structural`: a string here is the value of a structural field.
-    fn value(&mut self, depth: usize, structural: bool) -> Option<()> {
+    /// Reads one value; `key`: the key it is the value of, if any.
+    fn value(&mut self, depth: usize, key: Option<&str>) -> Option<()> {
         self.space();
         match self.peek()? {
             b'"' => {
                 let (span, escaped) = self.string()?;
-                let role = if structural {
-                    Role::Structural
-                } else {
-                    Role::Text
-                };
+                let opaque =
+                    !escaped && key.is_some_and(|k| is_opaque(k, &self.text[span.clone()]));
+                let role = if opaque { Role::Opaque } else { Role::Text };
                 self.strings.push(Found {
                     span,
                     escaped,
@@ -415,7 +437,7 @@ impl<'a> Walk<'a> {
                     return Some(());
                 }
                 loop {
-                    self.value(depth + 1, false)?;
+                    self.value(depth + 1, None)?;
                     self.space();
                     match self.peek()? {
                         b',' => self.at += 1,
@@ -476,27 +498,27 @@ impl<'a> Walk<'a> {
                 self.space();
                 if self.peek() == Some(b'"') {
                     let before = self.strings.len();
-                    self.value(depth, true)?;
+                    self.value(depth, Some(key))?;
                     let found = &self.strings[before];
                     let mut model = crate::alloc::Wiped::new(String::new());
                     let raw = &self.text[found.span.clone()];
                     unescape(raw, Some(&mut model))?;
                     self.model = Some(model.to_string());
                 } else {
-                    self.value(depth, false)?;
+                    self.value(depth, Some(key))?;
                 }
             } else if depth == 1 && key == "stream" {
                 self.space();
                 self.stream = self.text.as_bytes()[self.at..].starts_with(b"true");
-                self.value(depth, false)?;
+                self.value(depth, None)?;
             } else if depth == 1 && key == "usage" {
                 self.space();
                 let start = self.at;
-                self.value(depth, is_structural(key))?;
+                self.value(depth, Some(key))?;
                 self.usage = Some(start..self.at);
             } else {
                 self.stream_options |= depth == 1 && key == "stream_options";
-                self.value(depth, is_structural(key))?;
+                self.value(depth, Some(key))?;
             }
             self.space();
             match self.peek()? {
@@ -764,6 +786,44 @@ mod tests {
             order,
             ["model", "messages", "metadata", "n", "new_field_tomorrow"]
         );
+    }
+
+    #[test]
+    fn structural_names_in_client_objects_are_scrubbed_and_opaque_tokens_kept() {
+        let scrubber = Scrubber::new(&Policy::default()).unwrap();
+        let signature =
+            "EqQBCkYIBBgCIkB3c2lnbmF0dXJlIDQxMTEgMTExMSAxMTExIDExMTE=+/AKIAIOSFODNN7EXAMPLE";
+        let body = json!({
+            "model": "gpt-4o",
+            "metadata": {"status": "jane@example.com", "id": "415-555-0132", "type": "user"},
+            "messages": [{"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "ok", "signature": signature},
+                {"type": "text", "text": "hi", "signature": "call 415-555-0132"}
+            ]}]
+        });
+        let raw = serde_json::to_vec(&body).unwrap();
+        let mut v = body.clone();
+        scrub_value(&mut v, &scrubber, &mut Vault::new(), &mut Counts::default());
+        let mut vault = Vault::new();
+        let doc = scrub_document(
+            &raw,
+            &scrubber,
+            &mut vault,
+            &mut Counts::default(),
+            None,
+            false,
+        )
+        .expect("a plain document");
+        let from_doc: Value = serde_json::from_slice(&doc.bytes).unwrap();
+        for v in [v, from_doc] {
+            assert_eq!(v["model"], "gpt-4o");
+            assert_eq!(v["metadata"]["status"], "[EMAIL]");
+            assert_eq!(v["metadata"]["id"], "[PHONE]");
+            assert_eq!(v["metadata"]["type"], "user");
+            assert_eq!(v["messages"][0]["role"], "assistant");
+            assert_eq!(v["messages"][0]["content"][0]["signature"], signature);
+            assert_eq!(v["messages"][0]["content"][1]["signature"], "call [PHONE]");
+        }
     }
 
     #[test]
