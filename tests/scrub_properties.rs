@@ -51,7 +51,7 @@ const FRAGMENTS: &[&str] = &[
     "xoxb-",
     "o'brien@example.com",
     "'",
-    "AIDAJQABLZS4A3QDU576",
+    "A3T0ABCDEFGHIJKLMNOP",
     "10.0.0.1",
     "2001:db8::1",
     "fe80::1",

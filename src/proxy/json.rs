@@ -81,7 +81,7 @@ fn is_opaque(key: &str, raw: &str) -> bool {
     OPAQUE.contains(&key) && raw.len() >= OPAQUE_MIN && raw.as_bytes().iter().all(base64)
 }
 
-/// Scrubs every string in `value` but opaque tokens (see [`is_opaque`]), and every object key,
+/// Scrubs every string in `value` but opaque provider tokens (see [`OPAQUE`]), and every object key,
 /// in place.
 pub fn scrub_value(value: &mut Value, scrubber: &Scrubber, vault: &mut Vault, counts: &mut Counts) {
     match value {

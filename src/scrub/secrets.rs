@@ -127,22 +127,13 @@ pub(crate) static FORMATS: &[SecretFormat] = &[
     key("sk-", Body::Base64Url, 32, 400),
     // Anthropic: API and admin keys (sk-ant-api03-…, sk-ant-admin01-…).
     key("sk-ant-", Body::Base64Url, 32, 400),
-    // AWS access key ids (long-term, temporary, STS service bearer, context-specific, and the
-    // older `A3T` form), and the unique ids of IAM users, roles, groups, managed policies,
-    // instance profiles, public keys and certificates, which name an account's principals.
+    // AWS access key ids: long-term, temporary, STS service bearer, context-specific, and the
+    // older `A3T` form.
     key("AKIA", Body::UpperAlnum, 16, 16),
     key("ASIA", Body::UpperAlnum, 16, 16),
     key("ABIA", Body::UpperAlnum, 16, 16),
     key("ACCA", Body::UpperAlnum, 16, 16),
     key("A3T", Body::UpperAlnum, 17, 17),
-    key("AIDA", Body::UpperAlnum, 16, 16),
-    key("AROA", Body::UpperAlnum, 16, 16),
-    key("AGPA", Body::UpperAlnum, 16, 16),
-    key("ANPA", Body::UpperAlnum, 16, 16),
-    key("ANVA", Body::UpperAlnum, 16, 16),
-    key("AIPA", Body::UpperAlnum, 16, 16),
-    key("APKA", Body::UpperAlnum, 16, 16),
-    key("ASCA", Body::UpperAlnum, 16, 16),
     // GitHub tokens.
     key("ghp_", Body::Alnum, 36, 251),
     key("gho_", Body::Alnum, 36, 251),
@@ -183,8 +174,7 @@ pub(crate) static FORMATS: &[SecretFormat] = &[
     key("doo_v1_", Body::LowerHex, 64, 64),
     key("dor_v1_", Body::LowerHex, 64, 64),
     key("dapi", Body::LowerHex, 32, 32),
-    // Twilio API key SIDs, Mailgun API keys, Square access tokens and application secrets.
-    key("SK", Body::LowerHex, 32, 32),
+    // Mailgun API keys, Square access tokens and application secrets.
     key("key-", Body::LowerHex, 32, 32),
     key("sq0atp-", Body::Base64Url, 22, 22),
     key("sq0csp-", Body::Base64Url, 43, 43),
