@@ -118,12 +118,24 @@ where
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // clap's message up to its usage lines, as one line: some messages name what is
+            // wrong on the lines after the first.
             let rendered = e.render().to_string();
             let line = rendered
                 .lines()
-                .next()
-                .unwrap_or("error: invalid arguments");
-            fail(&format!("lethe: {}", line.trim_start_matches("error: ")));
+                .map(str::trim)
+                .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let line = line.trim_start_matches("error: ");
+            fail(&format!(
+                "lethe: {}",
+                if line.is_empty() {
+                    "invalid arguments"
+                } else {
+                    line
+                }
+            ));
             return ExitCode::from(2);
         }
     };
@@ -163,6 +175,13 @@ fn load_config(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Exi
 fn check_config(file: &Path) -> ExitCode {
     match load_config(Some(file), &Overrides::default()) {
         Ok(config) => {
+            // The same loading `serve` does, so a file that checks is a file that starts.
+            if let Some((cert, key)) = &config.server.tls {
+                if let Err(e) = crate::server::tls_acceptor(cert, key) {
+                    fail(&format!("lethe: {}: {e}", file.display()));
+                    return ExitCode::from(2);
+                }
+            }
             let _ = writeln!(
                 io::stdout(),
                 "{}: ok ({} route{}, listening on {})",

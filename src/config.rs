@@ -108,6 +108,7 @@ struct RawServer {
     max_response_bytes: Option<u64>,
     max_connections: Option<u64>,
     header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     max_event_bytes: Option<u64>,
 }
@@ -264,6 +265,8 @@ pub struct Server {
     pub max_connections: usize,
     /// Time a client has to send its request headers.
     pub header_timeout: Duration,
+    /// Longest pause allowed while a client sends its request body.
+    pub body_timeout: Duration,
     /// Keep-alive idle time before a client connection is closed.
     pub idle_timeout: Duration,
 }
@@ -584,23 +587,7 @@ fn validate_statsd(
     path: &Path,
     overrides: &Overrides,
 ) -> Result<Option<StatsdSettings>, ConfigError> {
-    let (key, address) = match (&overrides.statsd, &raw.address) {
-        (Some(flag), _) => ("--statsd", flag.as_str()),
-        (None, Some(file)) => ("statsd.address", file.as_str()),
-        (None, None) => return Ok(None),
-    };
-    // Resolved once, here, at start-up: nothing is looked up while serving.
-    let address = std::net::ToSocketAddrs::to_socket_addrs(address)
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .filter(|a| a.port() != 0)
-        .ok_or_else(|| {
-            key_error(
-                path,
-                key,
-                "expected HOST:PORT of a StatsD daemon, such as 127.0.0.1:8125",
-            )
-        })?;
+    // Checked even without an address: a mistake is reported before someone adds one.
     let prefix = raw.prefix.clone().unwrap_or_else(|| "lethe".to_owned());
     let prefix_ok = prefix.len() <= 64
         && !prefix.starts_with('.')
@@ -627,6 +614,23 @@ fn validate_statsd(
         }
         global_tags.push((name.clone(), value.clone()));
     }
+    let (key, address) = match (&overrides.statsd, &raw.address) {
+        (Some(flag), _) => ("--statsd", flag.as_str()),
+        (None, Some(file)) => ("statsd.address", file.as_str()),
+        (None, None) => return Ok(None),
+    };
+    // Resolved once, here, at start-up: nothing is looked up while serving.
+    let address = std::net::ToSocketAddrs::to_socket_addrs(address)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .filter(|a| a.port() != 0)
+        .ok_or_else(|| {
+            key_error(
+                path,
+                key,
+                "expected HOST:PORT of a StatsD daemon, such as 127.0.0.1:8125",
+            )
+        })?;
     Ok(Some(StatsdSettings {
         address,
         prefix,
@@ -779,6 +783,7 @@ fn validate_server(
             raw.header_timeout_ms,
             10_000,
         )?,
+        body_timeout: millis(path, "server.body_timeout_ms", raw.body_timeout_ms, 10_000)?,
         idle_timeout: millis(path, "server.idle_timeout_ms", raw.idle_timeout_ms, 90_000)?,
     })
 }
@@ -823,8 +828,13 @@ fn validate_policy(raw: &RawPolicy, path: &Path) -> Result<Floor, ConfigError> {
     }
     let mut terms: Vec<String> = raw.terms.clone().unwrap_or_default();
     if let Some(file) = &raw.dictionary {
-        let text =
-            std::fs::read_to_string(file).map_err(|_| ConfigError::Read { path: file.clone() })?;
+        let text = std::fs::read_to_string(file).map_err(|_| {
+            key_error(
+                path,
+                "policy.dictionary",
+                format!("cannot read {}", file.display()),
+            )
+        })?;
         terms.extend(
             text.lines()
                 .map(str::trim)

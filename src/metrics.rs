@@ -208,6 +208,8 @@ pub enum ErrorKind {
     StreamFailed,
     /// The client went away before its stream ended.
     ClientClosed,
+    /// The client paused sending its request body for longer than `server.body_timeout_ms`.
+    ClientTimeout,
 }
 
 impl ErrorKind {
@@ -229,6 +231,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnscrubbable => "upstream_unscrubbable",
             ErrorKind::StreamFailed => "stream_failed",
             ErrorKind::ClientClosed => "client_closed",
+            ErrorKind::ClientTimeout => "client_timeout",
         }
     }
 
@@ -260,6 +263,7 @@ impl From<ProxyError> for ErrorKind {
             ProxyError::NoRoute => ErrorKind::ModelNotFound,
             ProxyError::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             ProxyError::TooLarge => ErrorKind::TooLarge,
+            ProxyError::BodyTimeout => ErrorKind::ClientTimeout,
             ProxyError::UpstreamUnreachable => ErrorKind::UpstreamUnreachable,
             ProxyError::UpstreamTimeout => ErrorKind::Timeout,
             ProxyError::Unscrubbable => ErrorKind::UpstreamUnscrubbable,

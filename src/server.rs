@@ -39,9 +39,15 @@ pub const DRAIN: Duration = Duration::from_secs(30);
 /// Why the server could not start. Messages carry paths and addresses, never content.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The certificate or key file could not be read or parsed.
-    #[error("cannot load TLS material from {0}")]
-    Tls(String),
+    /// The certificate or key file could not be read or parsed, or the two do not belong
+    /// together.
+    #[error("`{key}`: cannot load TLS material from {path}")]
+    Tls {
+        /// `server.tls_cert` or `server.tls_key`.
+        key: &'static str,
+        /// The file.
+        path: String,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {0}")]
     Bind(SocketAddr),
@@ -61,19 +67,26 @@ pub enum StartError {
 
 /// Reads the certificate chain and key, and builds a TLS 1.3-only acceptor.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
+    let cert_error = || StartError::Tls {
+        key: "server.tls_cert",
+        path: cert.display().to_string(),
+    };
+    let key_error = || StartError::Tls {
+        key: "server.tls_key",
+        path: key.display().to_string(),
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|_| StartError::Tls(cert.display().to_string()))?;
+        .map_err(|_| cert_error())?;
     if certs.is_empty() {
-        return Err(StartError::Tls(cert.display().to_string()));
+        return Err(cert_error());
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|_| StartError::Tls(key.display().to_string()))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|_| key_error())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|_| StartError::Tls(cert.display().to_string()))?;
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key_der))
+        .map_err(|_| key_error())?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(tls)))
 }

@@ -263,6 +263,7 @@ fn privacy_and_hop_by_hop_headers_are_not_forwarded() {
         ("x-custom-drop", "1"),
         ("connection", "close, x-custom-drop"),
         ("openai-organization", "org-1"),
+        ("cookie", "session=abc"),
     ];
     let reply = post(
         &l.addr,
@@ -285,6 +286,7 @@ fn privacy_and_hop_by_hop_headers_are_not_forwarded() {
         "x-log-session-id",
         "keep-alive",
         "x-custom-drop",
+        "cookie",
     ] {
         assert!(
             !sent.iter().any(|s| s.as_str() == h),
@@ -794,6 +796,39 @@ fn check_config_explains_errors_by_key_name() {
         err.contains("policy.types[1]") && !err.contains("Jane"),
         "{err}"
     );
+    // Files the config names are read as `serve` reads them; a value is never echoed.
+    let cases = [
+        (
+            "[server]\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n",
+            "server.tls_cert",
+        ),
+        (
+            "[policy]\ndictionary = \"/nonexistent/terms.txt\"\n",
+            "policy.dictionary",
+        ),
+        (
+            "[statsd]\nglobal_tags = { env = \"Prod Value\" }\n",
+            "statsd.global_tags.env",
+        ),
+    ];
+    for (text, key) in cases {
+        std::fs::write(&path.0, text).unwrap();
+        let bad = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+            .arg("check-config")
+            .arg(&path.0)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(bad.status.code(), Some(2), "{text}: {err}");
+        assert!(err.contains(key) && !err.contains("Prod"), "{text}: {err}");
+    }
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("<FILE>") && err.lines().count() == 1, "{err}");
 }
 
 /// Established TCP connections whose local port is `port` (the server side), from the kernel.
@@ -979,6 +1014,39 @@ fn a_request_head_that_trickles_in_is_cut_off() {
     assert!(!String::from_utf8_lossy(&buf).contains("200"));
 }
 
+#[test]
+fn a_request_body_that_stops_halfway_is_answered_408() {
+    use std::io::{Read, Write};
+    let m = mock(&[]);
+    let upstream = format!("http://{}", m.addr);
+    let (l, _file) = lethe(
+        Some("[server]\nbody_timeout_ms = 300\nheader_timeout_ms = 5000\n"),
+        &["--openai-upstream", &upstream],
+        &[],
+    );
+    let mut slow = std::net::TcpStream::connect(&l.addr).unwrap();
+    slow.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model\":",
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    let n = slow.read(&mut buf).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "connection held too long"
+    );
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("client_timeout") && !answer.contains("model"),
+        "{answer}"
+    );
+    assert!(seen(&m).is_empty(), "nothing forwarded");
+}
+
 /// A one-trick upstream on 127.0.0.1 that answers every request with `status`.
 fn failing_upstream(status: u16) -> String {
     use std::io::{Read, Write};
@@ -1059,6 +1127,48 @@ fn header_values_are_scrubbed_too_but_credentials_pass() {
     assert_eq!(
         last["headers"]["authorization"],
         "Bearer sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"
+    );
+}
+
+#[test]
+fn query_strings_are_scrubbed_and_undecodable_ones_refused() {
+    let m = mock(&[]);
+    let l = lethe_for(&m);
+    let body = json!({"model": "m", "messages": []});
+    let auth = [("authorization", "Bearer sk-client")];
+    let reply = post(
+        &l.addr,
+        "/v1/chat/completions?user=jane.doe%40example.com&limit=20&card=4111+1111+1111+1111",
+        &auth,
+        &body,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let last = seen(&m).pop().unwrap();
+    assert_eq!(
+        last["query"],
+        "user=%5BEMAIL%5D&limit=20&card=%2A%2A%2A%2A%20%2A%2A%2A%2A%20%2A%2A%2A%2A%201111"
+    );
+    let reply = request(
+        &l.addr,
+        "GET",
+        "/v1/models?after=jane.doe@example.com",
+        &auth,
+        b"",
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(seen(&m).pop().unwrap()["query"], "after=%5BEMAIL%5D");
+    let reply = request(&l.addr, "GET", "/v1/models?limit=20&order=desc", &auth, b"");
+    assert_eq!(reply.status, 200);
+    assert_eq!(seen(&m).pop().unwrap()["query"], "limit=20&order=desc");
+    forget(&m);
+    for path in ["/v1/chat/completions?q=%zz", "/v1/chat/completions?q=%FF"] {
+        let reply = post(&l.addr, path, &auth, &body);
+        assert_eq!(reply.status, 400, "{path}");
+        assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+    }
+    assert!(
+        seen(&m).is_empty(),
+        "an undecodable query is never forwarded"
     );
 }
 
@@ -1299,6 +1409,25 @@ fn counting_provider(
         };
         (answer.into_bytes(), close_after_answer)
     }))
+}
+
+#[test]
+fn a_provider_s_cookies_do_not_reach_the_client() {
+    let (l, _) = raw_provider(Box::new(|_, _| {
+        let json = fine_json();
+        let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nset-cookie: __cf_bm=abc; path=/\r\nx-request-id: req_1\r\ncontent-length: {}\r\n\r\n{json}", json.len());
+        (answer.into_bytes(), false)
+    }));
+    let reply = chat_through(&l, false);
+    assert!(
+        !reply.headers.contains_key("set-cookie"),
+        "{:?}",
+        reply.headers
+    );
+    assert_eq!(
+        reply.headers.get("x-request-id").map(String::as_str),
+        Some("req_1")
+    );
 }
 
 /// A chat request through `l`, which must succeed.

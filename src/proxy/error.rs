@@ -36,6 +36,9 @@ pub enum ProxyError {
     /// The body is over the configured limit.
     #[error("the request body is too large")]
     TooLarge,
+    /// The client paused sending its body for longer than the gateway waits.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// The body has a `Content-Encoding` other than `identity`: Lethe scrubs only what it can
     /// read, and forwards only what it scrubbed.
     #[error("compressed request bodies are not supported; send the body without Content-Encoding")]
@@ -61,6 +64,7 @@ impl ProxyError {
             ProxyError::NotFound | ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::EncodedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::UpstreamUnreachable | ProxyError::Unscrubbable => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -79,6 +83,7 @@ impl ProxyError {
             ProxyError::NoRoute => "model_not_found",
             ProxyError::MethodNotAllowed => "method_not_allowed",
             ProxyError::TooLarge => "too_large",
+            ProxyError::BodyTimeout => "client_timeout",
             ProxyError::UpstreamUnreachable => "upstream_unreachable",
             ProxyError::UpstreamTimeout => "timeout",
             ProxyError::Unscrubbable => "upstream_unscrubbable",

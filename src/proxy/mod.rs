@@ -28,6 +28,7 @@ pub mod meter;
 pub mod policy;
 pub mod pool;
 pub mod privacy;
+pub mod query;
 pub mod route;
 pub mod sse;
 pub mod upstream;
@@ -36,7 +37,7 @@ pub mod usage;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::alloc::Wiped;
 use bytes::Bytes;
@@ -174,7 +175,13 @@ impl Proxy {
         if !config.client_keys.is_empty() && !authorized(&parts.headers, &config.client_keys) {
             return Err(ProxyError::Unauthorized);
         }
-        let raw = read_limited(body, &parts.headers, config.server.max_body_bytes).await?;
+        let raw = read_limited(
+            body,
+            &parts.headers,
+            config.server.max_body_bytes,
+            config.server.body_timeout,
+        )
+        .await?;
         if endpoint == Endpoint::PrivacyDelete {
             privacy::delete(&raw)
         } else {
@@ -210,7 +217,13 @@ impl Proxy {
         let mut counts = Counts::default();
         let mut hide_usage = false;
         let (forward_body, model) = if endpoint.method() == Method::POST {
-            let raw = read_limited(body, &parts.headers, config.server.max_body_bytes).await?;
+            let raw = read_limited(
+                body,
+                &parts.headers,
+                config.server.max_body_bytes,
+                config.server.body_timeout,
+            )
+            .await?;
             // A chat or completions stream gets `stream_options.include_usage` added.
             let may_stream = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
             let document = if policy.scrub {
@@ -259,16 +272,23 @@ impl Proxy {
         meter.set_model(model_tag, price);
         let mut headers = parts.headers;
         strip_attribution(&mut headers);
+        let mut path_and_query = parts.uri.path().to_owned();
+        if let Some(raw_query) = parts.uri.query() {
+            path_and_query.push('?');
+            if policy.scrub {
+                let scrubbed = query::scrub(raw_query, &request_scrubber, &mut vault, &mut counts)
+                    .map_err(|_| ProxyError::Malformed)?;
+                path_and_query.push_str(scrubbed.as_deref().unwrap_or(raw_query));
+            } else {
+                path_and_query.push_str(raw_query);
+            }
+        }
         if policy.scrub {
             scrub_headers(&mut headers, &request_scrubber, &mut vault, &mut counts);
         }
         meter.detected(Direction::Request, &counts);
         let chain = route::chain(config, endpoint, format, model.as_deref(), policy.hipaa)?;
         meter.set_route(&config.routes[chain[0]].name);
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or(parts.uri.path(), |pq| pq.as_str());
         let sent = Instant::now();
         let answer = self
             .upstream
@@ -276,7 +296,7 @@ impl Proxy {
                 config,
                 &chain,
                 &parts.method,
-                path_and_query,
+                &path_and_query,
                 &headers,
                 forward_body,
             )
@@ -480,13 +500,14 @@ fn identity_encoded(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Reads a request body up to `limit` bytes: 413 beyond, 400 if the client breaks off, 415 if
-/// it is declared compressed (Lethe cannot scrub what it cannot read, and does not decompress
-/// bodies a client chose to send small).
+/// Reads a request body up to `limit` bytes: 413 beyond, 400 if the client breaks off, 408 if
+/// it pauses longer than `pause`, 415 if it is declared compressed (Lethe cannot scrub what it
+/// cannot read, and does not decompress bodies a client chose to send small).
 async fn read_limited<B>(
     body: B,
     headers: &HeaderMap,
     limit: usize,
+    pause: Duration,
 ) -> Result<Wiped<Vec<u8>>, ProxyError>
 where
     B: Body<Data = Bytes>,
@@ -502,27 +523,51 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ProxyError::TooLarge);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(Wiped::new(collected.to_bytes().to_vec())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::TooLarge),
-        Err(_) => Err(ProxyError::Malformed),
+    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
+    let mut out = Wiped::new(Vec::with_capacity(capacity));
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    loop {
+        match tokio::time::timeout(pause, body.frame()).await {
+            Err(_) => return Err(ProxyError::BodyTimeout),
+            Ok(None) => return Ok(out),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    out.extend_from_slice(&data);
+                }
+            }
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(ProxyError::TooLarge)
+            }
+            Ok(Some(Err(_))) => return Err(ProxyError::Malformed),
+        }
     }
 }
 
 /// Whether the request carries one of the gateway's client keys, compared by SHA-256 digest in
 /// constant time over every configured key.
+///
+/// Every copy of `Authorization` (a `Bearer` token) and `x-api-key` is a credential, and each
+/// one must be a client key: a request cannot pass with one good copy and an unknown other.
 fn authorized(headers: &HeaderMap, keys: &[KeyHash]) -> bool {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
+    let bearer = headers.get_all(header::AUTHORIZATION).iter().map(|v| {
+        v.to_str().ok().and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    let Some(presented) = presented else {
-        return false;
-    };
+    });
+    let api_key = headers.get_all("x-api-key").iter().map(|v| v.to_str().ok());
+    let mut presented = 0usize;
+    for credential in bearer.chain(api_key) {
+        presented += 1;
+        if !credential.is_some_and(|c| is_client_key(c, keys)) {
+            return false;
+        }
+    }
+    presented > 0
+}
+
+/// Whether `presented` is one of `keys`, looking at every key whatever the answer.
+fn is_client_key(presented: &str, keys: &[KeyHash]) -> bool {
     let digest = ring::digest::digest(&ring::digest::SHA256, presented.trim().as_bytes());
     let mut found = 0u8;
     for key in keys {
@@ -534,4 +579,54 @@ fn authorized(headers: &HeaderMap, keys: &[KeyHash]) -> bool {
         found |= u8::from(diff == 0);
     }
     found == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(text: &str) -> KeyHash {
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        KeyHash(digest.as_ref().try_into().expect("32 bytes"))
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn every_presented_credential_must_be_a_client_key() {
+        let keys = [key("gw-one"), key("gw-two")];
+        let pass = [
+            vec![("authorization", "Bearer gw-one")],
+            vec![("x-api-key", "gw-two")],
+            vec![("authorization", "bearer gw-two"), ("x-api-key", "gw-one")],
+            vec![("x-api-key", "gw-one"), ("x-api-key", "gw-two")],
+        ];
+        for case in pass {
+            assert!(authorized(&headers(&case), &keys), "{case:?}");
+        }
+        let refuse = [
+            vec![],
+            vec![("authorization", "Bearer nope")],
+            vec![("authorization", "Basic gw-one")],
+            vec![
+                ("authorization", "Bearer gw-one"),
+                ("authorization", "Bearer nope"),
+            ],
+            vec![
+                ("authorization", "Bearer nope"),
+                ("authorization", "Bearer gw-one"),
+            ],
+            vec![("x-api-key", "gw-one"), ("x-api-key", "nope")],
+            vec![("authorization", "Bearer gw-one"), ("x-api-key", "nope")],
+        ];
+        for case in refuse {
+            assert!(!authorized(&headers(&case), &keys), "{case:?}");
+        }
+    }
 }

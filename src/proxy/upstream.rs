@@ -28,8 +28,9 @@ use crate::config::{Config, Format, ProviderKey, Route};
 use crate::dns::Resolver;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus those Lethe
-/// sets itself.
-const NOT_FORWARDED: [HeaderName; 18] = [
+/// sets itself, and cookies either way: the APIs do not use them, and a provider's cookie would
+/// let it tell the clients behind one gateway apart.
+const NOT_FORWARDED: [HeaderName; 20] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -48,6 +49,8 @@ const NOT_FORWARDED: [HeaderName; 18] = [
     HeaderName::from_static("x-forwarded-host"),
     HeaderName::from_static("x-forwarded-proto"),
     HeaderName::from_static("x-real-ip"),
+    header::COOKIE,
+    header::SET_COOKIE,
 ];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
