@@ -1109,6 +1109,8 @@ fn header_values_are_scrubbed_too_but_credentials_pass() {
     let headers = [
         ("x-customer", EMAIL),
         ("x-card", CARD),
+        ("x-note", "first"),
+        ("x-note", PHONE),
         (
             "authorization",
             "Bearer sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH",
@@ -1124,6 +1126,7 @@ fn header_values_are_scrubbed_too_but_credentials_pass() {
     let last = seen(&m).pop().unwrap();
     assert_eq!(last["headers"]["x-customer"], "[EMAIL]");
     assert_eq!(last["headers"]["x-card"], "**** **** **** 1111");
+    assert_eq!(last["headers"]["x-note"], "first, [PHONE]", "every copy kept");
     assert_eq!(
         last["headers"]["authorization"],
         "Bearer sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"

@@ -111,7 +111,7 @@ pub fn scrub_object(
         for (key, value) in old {
             let scrubbed = scrubber.scrub_in(&key, vault);
             counts.add(&scrubbed.counts);
-            map.insert(scrubbed.text.into_owned(), value);
+            map.insert(unique_key(map, scrubbed.text.into_owned()), value);
         }
     }
     for (key, value) in map.iter_mut() {
@@ -119,6 +119,22 @@ pub fn scrub_object(
             Value::String(v) if is_opaque(key, v) => {}
             _ => scrub_value(value, scrubber, vault, counts),
         }
+    }
+}
+
+/// `key`, or, when `map` has it already (two keys that scrub to the same label), `key #2`,
+/// `key #3`, …: every member reaches the provider.
+fn unique_key(map: &Map<String, Value>, key: String) -> String {
+    if !map.contains_key(&key) {
+        return key;
+    }
+    let mut n = 2u64;
+    loop {
+        let candidate = format!("{key} #{n}");
+        if !map.contains_key(&candidate) {
+            return candidate;
+        }
+        n += 1;
     }
 }
 
@@ -758,6 +774,19 @@ mod tests {
     use super::*;
     use crate::scrub::{Policy, Style};
     use serde_json::json;
+
+    #[test]
+    fn keys_that_scrub_alike_keep_every_member() {
+        let scrubber = Scrubber::new(&Policy::default()).unwrap();
+        let mut v = json!({"metadata": {"a@b.io": 1, "c@d.io": 2, "[EMAIL]": 3, "x": 4}});
+        let mut counts = Counts::default();
+        scrub_value(&mut v, &scrubber, &mut Vault::new(), &mut counts);
+        assert_eq!(
+            v["metadata"],
+            json!({"[EMAIL]": 1, "[EMAIL] #2": 2, "[EMAIL] #3": 3, "x": 4})
+        );
+        assert_eq!(counts.total(), 2);
+    }
 
     #[test]
     fn every_string_but_structural_fields_is_scrubbed() {

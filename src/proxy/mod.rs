@@ -444,36 +444,45 @@ fn strip_attribution(headers: &mut HeaderMap) {
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key"];
 
 /// Scrubs header values like body text (a custom `x-user-email` header is text leaving the
-/// box too). Credentials are left alone; a value that is not UTF-8 cannot be scrubbed, so the
-/// header is dropped.
+/// box too). Credentials are left alone; a value that is not UTF-8 cannot be scrubbed, so it is
+/// dropped. Every copy of a repeated header is kept, scrubbed.
 fn scrub_headers(
     headers: &mut HeaderMap,
     scrubber: &Scrubber,
     vault: &mut Vault,
     counts: &mut Counts,
 ) {
-    let mut replaced: Vec<(header::HeaderName, Option<HeaderValue>)> = Vec::new();
-    for (name, value) in headers.iter() {
+    let mut replaced: Vec<(header::HeaderName, Vec<HeaderValue>)> = Vec::new();
+    for name in headers.keys() {
         // `Host` is never forwarded; scrubbing it would only count the address clients dial.
         if CREDENTIAL_HEADERS.contains(&name.as_str()) || name == header::HOST {
             continue;
         }
-        let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
-            replaced.push((name.clone(), None));
-            continue;
-        };
-        let scrubbed = scrubber.scrub_in(text, vault);
-        if let std::borrow::Cow::Owned(new) = scrubbed.text {
-            counts.add(&scrubbed.counts);
-            replaced.push((name.clone(), HeaderValue::try_from(new).ok()));
+        let mut changed = false;
+        let mut values = Vec::new();
+        for value in headers.get_all(name) {
+            let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+                changed = true;
+                continue;
+            };
+            let scrubbed = scrubber.scrub_in(text, vault);
+            match scrubbed.text {
+                std::borrow::Cow::Owned(new) => {
+                    counts.add(&scrubbed.counts);
+                    changed = true;
+                    values.extend(HeaderValue::try_from(new).ok());
+                }
+                std::borrow::Cow::Borrowed(_) => values.push(value.clone()),
+            }
+        }
+        if changed {
+            replaced.push((name.clone(), values));
         }
     }
-    for (name, value) in replaced {
-        // Repeated headers collapse to the scrubbed last value; none of the providers' own
-        // headers repeats.
+    for (name, values) in replaced {
         headers.remove(&name);
-        if let Some(value) = value {
-            headers.insert(name, value);
+        for value in values {
+            headers.append(name.clone(), value);
         }
     }
 }
