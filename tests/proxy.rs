@@ -1126,7 +1126,10 @@ fn header_values_are_scrubbed_too_but_credentials_pass() {
     let last = seen(&m).pop().unwrap();
     assert_eq!(last["headers"]["x-customer"], "[EMAIL]");
     assert_eq!(last["headers"]["x-card"], "**** **** **** 1111");
-    assert_eq!(last["headers"]["x-note"], "first, [PHONE]", "every copy kept");
+    assert_eq!(
+        last["headers"]["x-note"], "first, [PHONE]",
+        "every copy kept"
+    );
     assert_eq!(
         last["headers"]["authorization"],
         "Bearer sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"

@@ -877,41 +877,53 @@ fn with_extension(h: &Hay<'_>, end: usize) -> Parse {
 }
 
 /// End of an extension (` ext. 123`, ` x123`, ` #12`) after a number ending at `j`, or `j`.
+/// The last digits of a second line (`415-555-0132/0133`) count as one too.
 fn extension(h: &Hay<'_>, j: usize) -> Result<usize, NeedMore> {
     let mut k = j;
-    if matches!(h.get(k)?, Some(b' ' | b',')) {
-        k += 1;
-    }
-    let word_len = if h.lit(k, b"extension")? {
-        9
-    } else if h.lit(k, b"ext")? {
-        3
-    } else if matches!(h.get(k)?, Some(b'x' | b'X' | b'#')) {
-        1
+    let slash = h.get(k)? == Some(b'/');
+    let (k, widest) = if slash {
+        (k + 1, 4)
     } else {
-        return Ok(j);
+        if matches!(h.get(k)?, Some(b' ' | b',')) {
+            k += 1;
+        }
+        let word_len = if h.lit(k, b"extension")? {
+            9
+        } else if h.lit(k, b"ext")? {
+            3
+        } else if matches!(h.get(k)?, Some(b'x' | b'X' | b'#')) {
+            1
+        } else {
+            return Ok(j);
+        };
+        k += word_len;
+        if matches!(h.get(k)?, Some(b'.')) {
+            k += 1;
+        }
+        if matches!(h.get(k)?, Some(b' ' | b':')) {
+            k += 1;
+        }
+        (k, 6)
     };
-    k += word_len;
-    if matches!(h.get(k)?, Some(b'.')) {
-        k += 1;
-    }
-    if matches!(h.get(k)?, Some(b' ' | b':')) {
-        k += 1;
-    }
-    let e = h.run(k, 6, Class::Digit)?;
+    let e = h.run(k, widest, Class::Digit)?;
     // Digits that go on with `:` and more hex digits open an address or a time
     // (`ext. 2001:db8::1`), not an extension. Taking them would hide that value until the mask
     // style, which keeps the last digits, showed it to a second pass.
     let colon_glued = h.get(e)? == Some(b':') && h.get(e + 1)?.is_some_and(|c| is(c, HEX));
     // Nor do digits that a further group follows (`ext 4111 1111 1111 1111`): they may open a
     // number of their own, which the mask style, keeping the extension's digits, would show.
-    let grouped =
-        matches!(h.get(e)?, Some(b' ' | b'-' | b'.')) && h.get(e + 1)?.is_some_and(is_digit);
-    Ok(if (1..=6).contains(&(e - k)) && !colon_glued && !grouped {
-        e
-    } else {
-        j
-    })
+    // A phone refused for that after a `/` is refused whole, so a mask there (`[`, `*`) counts
+    // as the digits it hides: the answer is the same before and after they are masked.
+    let grouped = matches!(h.get(e)?, Some(b' ' | b'-' | b'.'))
+        && h.get(e + 1)?
+            .is_some_and(|c| is_digit(c) || (slash && matches!(c, b'[' | b'*')));
+    Ok(
+        if (1..=widest).contains(&(e - k)) && !colon_glued && !grouped {
+            e
+        } else {
+            j
+        },
+    )
 }
 
 /// An international number after its `+`, first digit at `t`.

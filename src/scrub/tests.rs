@@ -250,6 +250,19 @@ const REGRESSIONS: &[(&str, &str)] = &[
         "(415) 555-0132 ext. 2001:db8::1 ",
         "[PHONE] ext. [IP_ADDRESS] ",
     ),
+    // The last digits of a second line go with the phone, and are masked with it.
+    (
+        "415-555-0132/0133 or +1 (415) 555-0132/33",
+        "[PHONE] or [PHONE]",
+    ),
+    ("+44 20 7946 0958/59.", "[PHONE]."),
+    // Not when they open a value of their own.
+    ("415-555-0132/2001:db8::1", "415-555-0132/[IP_ADDRESS]"),
+    ("415-555-0132/555-0133", "415-555-0132/555-0133"),
+    (
+        "415-555-0132/0133 415.555.0132 ext. 12 ",
+        "415-555-0132/0133 [PHONE] ",
+    ),
 ];
 
 /// Digit runs glued into words, which the trigger pass skips once a letter that is not a hex
