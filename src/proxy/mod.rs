@@ -53,10 +53,10 @@ use self::meter::Meter;
 use self::policy::{RequestPolicy, Scrubbers};
 use self::pool::UpstreamBody;
 use self::route::Endpoint;
-use self::upstream::{strip_hop_by_hop, Upstream};
+use self::upstream::{strip_for_upstream, strip_hop_by_hop, Upstream};
 use self::usage::{Prices, Usage};
 use crate::config::{Config, Format, KeyHash};
-use crate::metrics::{Attribution, Direction, ATTRIBUTION_HEADER_PREFIX};
+use crate::metrics::{Attribution, Direction};
 use crate::scrub::{Counts, PolicyError, Scrubber, Vault};
 
 /// Tag value of the `endpoint` tag for a path Lethe does not serve.
@@ -258,7 +258,7 @@ impl Proxy {
             .map(|(_, p)| p);
         meter.set_model(model_tag, price);
         let mut headers = parts.headers;
-        strip_attribution(&mut headers);
+        strip_for_upstream(&mut headers);
         if policy.scrub {
             scrub_headers(&mut headers, &request_scrubber, &mut vault, &mut counts);
         }
@@ -316,8 +316,10 @@ impl Proxy {
         if !identity_encoded(&parts.headers) {
             return Err(ProxyError::Unscrubbable);
         }
+        // Hop-by-hop headers and `Content-Length` go (the body sent is Lethe's), and so does
+        // `Date`: hyper stamps the answer with Lethe's own clock, as nginx does with its own.
         strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::DATE);
         if scrub {
             let mut counts = Counts::default();
             scrub_headers(
@@ -408,24 +410,12 @@ impl Proxy {
     }
 }
 
-/// Removes the attribution headers: they are for Lethe's metrics, not for the provider.
-fn strip_attribution(headers: &mut HeaderMap) {
-    let names: Vec<header::HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with(ATTRIBUTION_HEADER_PREFIX))
-        .cloned()
-        .collect();
-    for name in names {
-        headers.remove(name);
-    }
-}
-
 /// Headers whose values are credentials for the next hop, passed or replaced as they are.
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key"];
 
 /// Scrubs header values like body text (a custom `x-user-email` header is text leaving the
 /// box too). Credentials are left alone; a value that is not UTF-8 cannot be scrubbed, so the
-/// header is dropped.
+/// header is dropped. Headers that are not passed on are removed before, not scrubbed.
 fn scrub_headers(
     headers: &mut HeaderMap,
     scrubber: &Scrubber,
@@ -434,8 +424,7 @@ fn scrub_headers(
 ) {
     let mut replaced: Vec<(header::HeaderName, Option<HeaderValue>)> = Vec::new();
     for (name, value) in headers.iter() {
-        // `Host` is never forwarded; scrubbing it would only count the address clients dial.
-        if CREDENTIAL_HEADERS.contains(&name.as_str()) || name == header::HOST {
+        if CREDENTIAL_HEADERS.contains(&name.as_str()) {
             continue;
         }
         let Ok(text) = std::str::from_utf8(value.as_bytes()) else {

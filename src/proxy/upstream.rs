@@ -26,6 +26,7 @@ use super::policy::PRIVACY_HEADERS;
 use super::pool::{Pool, UpstreamBody};
 use crate::config::{Config, Format, ProviderKey, Route};
 use crate::dns::Resolver;
+use crate::metrics::ATTRIBUTION_HEADER_PREFIX;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus those Lethe
 /// sets itself.
@@ -52,6 +53,23 @@ const NOT_FORWARDED: [HeaderName; 18] = [
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, |_| false);
+}
+
+/// Removes from a client's headers everything never forwarded upstream: hop-by-hop headers
+/// (and those named in `Connection`), `Host`, `Content-Length`, the privacy headers, the
+/// attribution headers (they are for Lethe's metrics) and `Content-Encoding` (the body sent is
+/// the one Lethe writes). Done once per request, before the values left are scrubbed.
+pub fn strip_for_upstream(headers: &mut HeaderMap) {
+    strip(headers, |name| {
+        name == header::CONTENT_ENCODING
+            || PRIVACY_HEADERS.contains(name)
+            || name.as_str().starts_with(ATTRIBUTION_HEADER_PREFIX)
+    });
+}
+
+/// Removes hop-by-hop headers and those `also` names, in one pass over the headers present.
+fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     if headers.is_empty() {
         return;
     }
@@ -65,7 +83,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the (few) headers present, not one lookup per name that might be.
     let unwanted: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| NOT_FORWARDED.contains(name) || named.contains(name))
+        .filter(|name| NOT_FORWARDED.contains(name) || named.contains(name) || also(name))
         .cloned()
         .collect();
     for name in unwanted {
@@ -129,6 +147,7 @@ impl Upstream {
     }
 
     /// Sends the request to `chain[0]`, falling back along `chain` before the first byte.
+    /// `client_headers` went through [`strip_for_upstream`].
     pub async fn send(
         &self,
         config: &Config,
@@ -188,15 +207,6 @@ fn build(
         .build()
         .map_err(|_| ProxyError::Malformed)?;
     let mut headers = client_headers.clone();
-    strip_hop_by_hop(&mut headers);
-    let privacy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| PRIVACY_HEADERS.contains(name))
-        .cloned()
-        .collect();
-    for name in privacy {
-        headers.remove(name);
-    }
     if let ProviderKey::Secret(key) = &route.key {
         headers.remove(header::AUTHORIZATION);
         headers.remove("x-api-key");
@@ -221,8 +231,6 @@ fn build(
             }
         }
     }
-    // The body is the one Lethe wrote; whatever coding the client declared is not its coding.
-    headers.remove(header::CONTENT_ENCODING);
     headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
