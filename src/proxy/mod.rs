@@ -36,7 +36,6 @@ pub mod usage;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::alloc::Wiped;
 use bytes::Bytes;
@@ -269,7 +268,7 @@ impl Proxy {
             .uri
             .path_and_query()
             .map_or(parts.uri.path(), |pq| pq.as_str());
-        let sent = Instant::now();
+        let sent = meter.wait_started();
         let answer = self
             .upstream
             .send(
@@ -284,11 +283,11 @@ impl Proxy {
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
-                meter.upstream_waited(sent.elapsed());
+                meter.upstream_waited(sent);
                 return Err(e);
             }
         };
-        meter.upstream_answered(sent.elapsed());
+        meter.upstream_answered(sent);
         meter.set_route(&config.routes[answer.route].name);
         self.answer(
             endpoint,
@@ -355,15 +354,15 @@ impl Proxy {
                 http_body_util::BodyExt::boxed_unsync(body),
             ));
         }
-        let reading = Instant::now();
+        let reading = meter.wait_started();
         let bytes = Limited::new(body, self.config.server.max_response_bytes)
             .collect()
             .await
             .map_err(|_| ProxyError::Unscrubbable)?
             .to_bytes();
-        meter.upstream_waited(reading.elapsed());
+        meter.upstream_waited(reading);
         if bytes.is_empty() || !scrub {
-            meter.usage(Usage::of_body(&bytes));
+            meter.usage(|| Usage::of_body(&bytes));
             return Ok(Response::from_parts(parts, full(bytes)));
         }
         let mut counts = Counts::default();
@@ -376,7 +375,7 @@ impl Proxy {
             false,
         ) {
             if let Some(member) = document.usage.clone() {
-                meter.usage(Usage::of_member(&bytes[member]));
+                meter.usage(|| Usage::of_member(&bytes[member]));
             }
             parts.headers.insert(
                 header::CONTENT_TYPE,
@@ -393,9 +392,11 @@ impl Proxy {
             *generic.status_mut() = parts.status;
             return Ok(generic);
         };
-        let mut usage = Usage::default();
-        usage.observe(&value);
-        meter.usage(usage);
+        meter.usage(|| {
+            let mut usage = Usage::default();
+            usage.observe(&value);
+            usage
+        });
         json::scrub_value(&mut value, &scrubber, &mut Vault::new(), &mut counts);
         meter.detected(Direction::Response, &counts);
         if !vault.is_empty() {
