@@ -40,6 +40,7 @@ use std::sync::Arc;
 use crate::alloc::Wiped;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
@@ -264,10 +265,8 @@ impl Proxy {
         meter.detected(Direction::Request, &counts);
         let chain = route::chain(config, endpoint, format, model.as_deref(), policy.hipaa)?;
         meter.set_route(&config.routes[chain[0]].name);
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or(parts.uri.path(), |pq| pq.as_str());
+        let root = PathAndQuery::from_static("/");
+        let path_and_query = parts.uri.path_and_query().unwrap_or(&root);
         let sent = meter.wait_started();
         let answer = self
             .upstream
