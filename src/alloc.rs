@@ -30,9 +30,10 @@
 //!
 //! * Memory that never goes through this allocator is not wiped: thread stacks, kernel socket
 //!   buffers, and the rare allocation of C code inside libc.
-//! * A live buffer holds its content until it is freed: a pooled HTTP/1.1 connection drops its
-//!   read buffer when it goes idle, but HTTP/2 and TLS state lives until the pool drops the
-//!   connection (`upstream.pool_idle_timeout_ms`).
+//! * A live buffer holds its content until it is freed: a pooled HTTP/1.1 connection wipes the
+//!   bytes of its read buffer as it consumes them, so an idle one holds nothing of the last
+//!   answer, but HTTP/2 and TLS state lives until the pool drops the connection
+//!   (`upstream.pool_idle_timeout_ms`).
 //!
 //! [`Wiped`] is the buffer type for content Lethe owns outright: it wipes its whole allocation
 //! when dropped, as `zeroize::Zeroizing` does, with one `memset` (see its documentation).

@@ -55,7 +55,8 @@ pub struct Conn {
     /// The transport state (TLS included) is large and lives as long as the connection, so it
     /// is boxed once rather than moved with every hand-over.
     io: Box<Io>,
-    /// Bytes read and not yet consumed.
+    /// Bytes read and not yet consumed. Consumed bytes are wiped at once (see
+    /// [`Conn::consume`]), so the buffer is kept from one answer to the next.
     buf: BytesMut,
 }
 
@@ -121,7 +122,7 @@ impl Conn {
                 },
                 Err(Broken) => return Err(SendError::Failed),
             };
-            self.buf.advance(head.len);
+            self.consume(head.len);
             let status = head.response.status();
             if status.is_informational() {
                 if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -139,6 +140,13 @@ impl Conn {
             };
             return Ok((head.response, body));
         }
+    }
+
+    /// Wipes the first `n` buffered bytes and drops them from the buffer, whose memory then
+    /// holds nothing of them when the next read reuses it.
+    fn consume(&mut self, n: usize) {
+        crate::alloc::wipe(&mut self.buf[..n]);
+        self.buf.advance(n);
     }
 
     /// Reads more bytes into the buffer; `Ok(0)` at the peer's close.
@@ -443,8 +451,13 @@ impl Body {
                         .unwrap_or(usize::MAX)
                         .min(conn.buf.len());
                     self.framing = Framing::Length(left - take as u64);
-                    return Poll::Ready(Some(Ok(conn.buf.split_to(take).freeze())));
+                    // Copied out rather than split off, so that the buffer stays the
+                    // connection's own and is reused for its next answer.
+                    let data = Bytes::copy_from_slice(&conn.buf[..take]);
+                    conn.consume(take);
+                    return Poll::Ready(Some(Ok(data)));
                 }
+                // The connection ends with this body: its buffer is handed over as it is.
                 Framing::Close if !conn.buf.is_empty() => {
                     return Poll::Ready(Some(Ok(conn.buf.split().freeze())));
                 }
@@ -454,7 +467,7 @@ impl Body {
                         Ok(used) => used,
                         Err(Broken) => return self.fail(),
                     };
-                    conn.buf.advance(used);
+                    conn.consume(used);
                     self.framing = Framing::Chunked(chunks);
                     if chunks == Chunks::Done {
                         self.ended = true;
@@ -502,11 +515,9 @@ impl Body {
         if !self.ended || !self.keep_alive {
             return None;
         }
-        let mut conn = self.conn.take().filter(|conn| conn.buf.is_empty())?;
-        // The buffer's memory still holds this answer: it goes (and is wiped by the allocator)
-        // now, not when the idle connection is next used.
-        conn.buf = BytesMut::new();
-        Some(conn)
+        // Every byte of this answer was wiped as it was consumed: an idle connection keeps its
+        // buffer, and with it nothing of the answer.
+        self.conn.take().filter(|conn| conn.buf.is_empty())
     }
 }
 

@@ -239,8 +239,10 @@ pub fn scrub_document(
     let mut walk = Walk {
         text,
         at: 0,
-        strings: Vec::new(),
-        keys: Vec::new(),
+        // Room for a string every 32 bytes and a few levels of keys, so that a chat request or
+        // answer is read without growing (and, through the allocator, wiping) either list.
+        strings: Vec::with_capacity(8 + raw.len() / 32),
+        keys: Vec::with_capacity(32),
         model: None,
         usage: None,
         stream: false,

@@ -9,8 +9,11 @@
 //! [`crate::metrics`]); a meter holds no text.
 //!
 //! `X-Logging-Level: error` limits a request to the [`ERRORS`] counter.
+//!
+//! Without a recorder (no `[statsd]`) nothing is recorded, so a meter reads no clock, reads
+//! no usage and allocates nothing: its timings are `None`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -25,10 +28,24 @@ use crate::metrics::{
 };
 use crate::scrub::Counts;
 
+/// The tag value before a route or model is known, shared rather than allocated per request.
+static NO_ROUTE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(metrics::NO_ROUTE));
+
+/// The time now, when metrics are on.
+fn clock() -> Option<Instant> {
+    metrics::enabled().then(Instant::now)
+}
+
+/// The time since `start`; zero without a clock.
+fn since(start: Option<Instant>) -> Duration {
+    start.map_or(Duration::ZERO, |start| start.elapsed())
+}
+
 /// What one request has measured so far.
 #[derive(Clone)]
 pub struct Meter {
-    start: Instant,
+    /// When the request came in (`None` when metrics are off, as are all times below).
+    start: Option<Instant>,
     endpoint: &'static str,
     route: Arc<str>,
     model: Arc<str>,
@@ -51,10 +68,10 @@ impl Meter {
     /// Starts measuring a request to `endpoint` (its tag value).
     pub fn start(endpoint: &'static str, errors_only: bool, attribution: Tags) -> Meter {
         Meter {
-            start: Instant::now(),
+            start: clock(),
             endpoint,
-            route: Arc::from(metrics::NO_ROUTE),
-            model: Arc::from(metrics::NO_ROUTE),
+            route: NO_ROUTE.clone(),
+            model: NO_ROUTE.clone(),
             price: None,
             attribution,
             errors_only,
@@ -76,18 +93,27 @@ impl Meter {
 
     /// The route that answered (its configured name).
     pub fn set_route(&mut self, name: &str) {
-        self.route = Arc::from(name);
+        if metrics::enabled() {
+            self.route = Arc::from(name);
+        }
     }
 
-    /// The upstream answered with headers after `ttfb`.
-    pub fn upstream_answered(&mut self, ttfb: Duration) {
-        self.ttfb = Some(ttfb);
+    /// Starts a wait on the upstream: pass the result to [`Meter::upstream_answered`] or
+    /// [`Meter::upstream_waited`].
+    pub fn wait_started(&self) -> Option<Instant> {
+        clock()
+    }
+
+    /// The upstream answered with headers: the wait begun at `sent` was its time to first byte.
+    pub fn upstream_answered(&mut self, sent: Option<Instant>) {
+        let ttfb = since(sent);
+        self.ttfb = sent.map(|_| ttfb);
         self.upstream_wait += ttfb;
     }
 
-    /// Time spent waiting on the upstream's body.
-    pub fn upstream_waited(&mut self, wait: Duration) {
-        self.upstream_wait += wait;
+    /// A wait on the upstream begun at `started` has ended.
+    pub fn upstream_waited(&mut self, started: Option<Instant>) {
+        self.upstream_wait += since(started);
     }
 
     /// Detections on the way out (request) or back (response).
@@ -98,9 +124,11 @@ impl Meter {
         }
     }
 
-    /// The usage of a JSON answer.
-    pub fn usage(&mut self, usage: Usage) {
-        self.usage = usage;
+    /// The usage of a JSON answer, read by `read` only when metrics are on.
+    pub fn usage(&mut self, read: impl FnOnce() -> Usage) {
+        if metrics::enabled() {
+            self.usage = read();
+        }
     }
 
     /// The request failed with `kind` (recorded when it finishes).
@@ -115,7 +143,7 @@ impl Meter {
         meter.handed_off = false;
         metrics::STREAMS.up();
         StreamMeter {
-            overhead_before: self.start.elapsed().saturating_sub(self.upstream_wait),
+            overhead_before: since(self.start).saturating_sub(self.upstream_wait),
             meter,
             status,
             busy: Duration::ZERO,
@@ -130,7 +158,7 @@ impl Meter {
         if self.handed_off {
             return;
         }
-        let overhead = self.start.elapsed().saturating_sub(self.upstream_wait);
+        let overhead = since(self.start).saturating_sub(self.upstream_wait);
         self.record(status, overhead, None);
     }
 
@@ -169,7 +197,7 @@ impl Meter {
         count(REQUESTS, 1, tags);
         let mut tags = self.route_endpoint();
         tags.push(tag("status", class));
-        timing(REQUEST_DURATION, millis(self.start.elapsed()), tags);
+        timing(REQUEST_DURATION, millis(since(self.start)), tags);
         if let Some(ttfb) = self.ttfb {
             timing(UPSTREAM_TTFB, millis(ttfb), self.route_endpoint());
         }
@@ -207,10 +235,10 @@ impl Meter {
                 stream.held_peak as u64,
                 self.route_endpoint(),
             );
-            if let Some(first) = stream.first_text {
+            if let (Some(first), Some(start)) = (stream.first_text, self.start) {
                 timing(
                     STREAM_TTFT,
-                    millis(first.duration_since(self.start)),
+                    millis(first.duration_since(start)),
                     self.with_model(false),
                 );
                 let generating = first.elapsed().as_secs_f64();
@@ -250,14 +278,12 @@ pub struct StreamMeter {
 impl StreamMeter {
     /// Starts timing work on upstream data; `None` (no clock read) when metrics are off.
     pub fn work_started(&self) -> Option<Instant> {
-        metrics::enabled().then(Instant::now)
+        clock()
     }
 
     /// Work on upstream data (not waiting for it) that began at `started` has ended.
     pub fn work_done(&mut self, started: Option<Instant>) {
-        if let Some(started) = started {
-            self.busy += started.elapsed();
-        }
+        self.busy += since(started);
     }
 
     /// Looks at the scrubber after a batch of events: first text, hold-back.

@@ -37,11 +37,12 @@ pub mod usage;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::alloc::Wiped;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
@@ -54,10 +55,10 @@ use self::meter::Meter;
 use self::policy::{RequestPolicy, Scrubbers};
 use self::pool::UpstreamBody;
 use self::route::Endpoint;
-use self::upstream::{strip_hop_by_hop, Upstream};
+use self::upstream::{strip_for_upstream, strip_hop_by_hop, Upstream};
 use self::usage::{Prices, Usage};
 use crate::config::{Config, Format, KeyHash};
-use crate::metrics::{Attribution, Direction, ATTRIBUTION_HEADER_PREFIX};
+use crate::metrics::{Attribution, Direction};
 use crate::scrub::{Counts, PolicyError, Scrubber, Vault};
 
 /// Tag value of the `endpoint` tag for a path Lethe does not serve.
@@ -271,16 +272,17 @@ impl Proxy {
             .map(|(_, p)| p);
         meter.set_model(model_tag, price);
         let mut headers = parts.headers;
-        strip_attribution(&mut headers);
-        let mut path_and_query = parts.uri.path().to_owned();
-        if let Some(raw_query) = parts.uri.query() {
-            path_and_query.push('?');
-            if policy.scrub {
-                let scrubbed = query::scrub(raw_query, &request_scrubber, &mut vault, &mut counts)
+        strip_for_upstream(&mut headers);
+        let root = PathAndQuery::from_static("/");
+        let mut path_and_query = parts.uri.path_and_query().unwrap_or(&root);
+        let scrubbed_query;
+        if let (Some(raw_query), true) = (parts.uri.query(), policy.scrub) {
+            if let Some(query) = query::scrub(raw_query, &request_scrubber, &mut vault, &mut counts)
+                .map_err(|_| ProxyError::Malformed)?
+            {
+                scrubbed_query = PathAndQuery::try_from(format!("{}?{query}", parts.uri.path()))
                     .map_err(|_| ProxyError::Malformed)?;
-                path_and_query.push_str(scrubbed.as_deref().unwrap_or(raw_query));
-            } else {
-                path_and_query.push_str(raw_query);
+                path_and_query = &scrubbed_query;
             }
         }
         if policy.scrub {
@@ -289,14 +291,14 @@ impl Proxy {
         meter.detected(Direction::Request, &counts);
         let chain = route::chain(config, endpoint, format, model.as_deref(), policy.hipaa)?;
         meter.set_route(&config.routes[chain[0]].name);
-        let sent = Instant::now();
+        let sent = meter.wait_started();
         let answer = self
             .upstream
             .send(
                 config,
                 &chain,
                 &parts.method,
-                &path_and_query,
+                path_and_query,
                 &headers,
                 forward_body,
             )
@@ -304,11 +306,11 @@ impl Proxy {
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
-                meter.upstream_waited(sent.elapsed());
+                meter.upstream_waited(sent);
                 return Err(e);
             }
         };
-        meter.upstream_answered(sent.elapsed());
+        meter.upstream_answered(sent);
         meter.set_route(&config.routes[answer.route].name);
         self.answer(
             endpoint,
@@ -336,8 +338,10 @@ impl Proxy {
         if !identity_encoded(&parts.headers) {
             return Err(ProxyError::Unscrubbable);
         }
+        // Hop-by-hop headers and `Content-Length` go (the body sent is Lethe's), and so does
+        // `Date`: hyper stamps the answer with Lethe's own clock, as nginx does with its own.
         strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::DATE);
         if scrub {
             let mut counts = Counts::default();
             scrub_headers(
@@ -373,15 +377,15 @@ impl Proxy {
                 http_body_util::BodyExt::boxed_unsync(body),
             ));
         }
-        let reading = Instant::now();
+        let reading = meter.wait_started();
         let bytes = Limited::new(body, self.config.server.max_response_bytes)
             .collect()
             .await
             .map_err(|_| ProxyError::Unscrubbable)?
             .to_bytes();
-        meter.upstream_waited(reading.elapsed());
+        meter.upstream_waited(reading);
         if bytes.is_empty() || !scrub {
-            meter.usage(Usage::of_body(&bytes));
+            meter.usage(|| Usage::of_body(&bytes));
             return Ok(Response::from_parts(parts, full(bytes)));
         }
         let mut counts = Counts::default();
@@ -394,7 +398,7 @@ impl Proxy {
             false,
         ) {
             if let Some(member) = document.usage.clone() {
-                meter.usage(Usage::of_member(&bytes[member]));
+                meter.usage(|| Usage::of_member(&bytes[member]));
             }
             parts.headers.insert(
                 header::CONTENT_TYPE,
@@ -411,9 +415,11 @@ impl Proxy {
             *generic.status_mut() = parts.status;
             return Ok(generic);
         };
-        let mut usage = Usage::default();
-        usage.observe(&value);
-        meter.usage(usage);
+        meter.usage(|| {
+            let mut usage = Usage::default();
+            usage.observe(&value);
+            usage
+        });
         json::scrub_value(&mut value, &scrubber, &mut Vault::new(), &mut counts);
         meter.detected(Direction::Response, &counts);
         if !vault.is_empty() {
@@ -428,24 +434,13 @@ impl Proxy {
     }
 }
 
-/// Removes the attribution headers: they are for Lethe's metrics, not for the provider.
-fn strip_attribution(headers: &mut HeaderMap) {
-    let names: Vec<header::HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with(ATTRIBUTION_HEADER_PREFIX))
-        .cloned()
-        .collect();
-    for name in names {
-        headers.remove(name);
-    }
-}
-
 /// Headers whose values are credentials for the next hop, passed or replaced as they are.
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key"];
 
 /// Scrubs header values like body text (a custom `x-user-email` header is text leaving the
 /// box too). Credentials are left alone; a value that is not UTF-8 cannot be scrubbed, so it is
-/// dropped. Every copy of a repeated header is kept, scrubbed.
+/// dropped. Every copy of a repeated header is kept, scrubbed. Headers that are not passed on
+/// are removed before, not scrubbed.
 fn scrub_headers(
     headers: &mut HeaderMap,
     scrubber: &Scrubber,
@@ -454,8 +449,7 @@ fn scrub_headers(
 ) {
     let mut replaced: Vec<(header::HeaderName, Vec<HeaderValue>)> = Vec::new();
     for name in headers.keys() {
-        // `Host` is never forwarded; scrubbing it would only count the address clients dial.
-        if CREDENTIAL_HEADERS.contains(&name.as_str()) || name == header::HOST {
+        if CREDENTIAL_HEADERS.contains(&name.as_str()) {
             continue;
         }
         let mut changed = false;

@@ -22,7 +22,6 @@
 //! - A request that was not written on a reused connection is sent once more, on a new
 //!   connection. A request that was written is never sent twice.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
@@ -49,7 +48,7 @@ pub type Connector = HttpsConnector<HttpConnector<Resolver>>;
 type H2Sender = http2::SendRequest<Full<Bytes>>;
 
 /// Scheme and authority: what a connection can be reused for.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 struct Origin {
     scheme: Scheme,
     authority: Authority,
@@ -65,10 +64,13 @@ struct Idle {
 pub struct Unanswered;
 
 /// The upstream connection pool shared by every request.
+///
+/// Keyed by origin in plain lists: the origins are the few base URLs of the configured
+/// routes, and comparing one costs less than hashing its authority byte by byte.
 pub struct Pool {
     connector: Connector,
-    idle: Mutex<HashMap<Origin, Vec<Idle>>>,
-    shared: Mutex<HashMap<Origin, H2Sender>>,
+    idle: Mutex<Vec<(Origin, Vec<Idle>)>>,
+    shared: Mutex<Vec<(Origin, H2Sender)>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -83,8 +85,8 @@ impl Pool {
     pub fn new(connector: Connector, max_idle: usize, idle_timeout: Duration) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             connector,
-            idle: Mutex::new(HashMap::new()),
-            shared: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Vec::new()),
+            shared: Mutex::new(Vec::new()),
             max_idle,
             idle_timeout,
         });
@@ -134,7 +136,7 @@ impl Pool {
                 .await
                 .map_err(|_| Unanswered),
             Fresh::Http2(sender) => {
-                lock(&self.shared).insert(origin, sender.clone());
+                self.share(origin, sender.clone());
                 send_http2(sender, request).await
             }
         }
@@ -187,20 +189,26 @@ impl Pool {
 
     fn shared_sender(&self, origin: &Origin) -> Option<H2Sender> {
         let mut shared = lock(&self.shared);
-        match shared.get(origin) {
-            Some(sender) if !sender.is_closed() => Some(sender.clone()),
-            Some(_) => {
-                shared.remove(origin);
-                None
-            }
-            None => None,
+        let at = shared.iter().position(|(o, _)| o == origin)?;
+        if shared[at].1.is_closed() {
+            shared.swap_remove(at);
+            return None;
+        }
+        Some(shared[at].1.clone())
+    }
+
+    fn share(&self, origin: Origin, sender: H2Sender) {
+        let mut shared = lock(&self.shared);
+        match shared.iter_mut().find(|(o, _)| *o == origin) {
+            Some((_, kept)) => *kept = sender,
+            None => shared.push((origin, sender)),
         }
     }
 
     /// The most recently used idle connection to `origin` that is still open.
     fn checkout(&self, origin: &Origin) -> Option<h1::Conn> {
         let mut idle = lock(&self.idle);
-        let list = idle.get_mut(origin)?;
+        let (_, list) = idle.iter_mut().find(|(o, _)| o == origin)?;
         while let Some(mut entry) = list.pop() {
             // Entries are in the order they were returned: when the newest is too old, all are.
             if entry.since.elapsed() >= self.idle_timeout {
@@ -216,7 +224,14 @@ impl Pool {
 
     fn put(&self, origin: Origin, conn: h1::Conn) {
         let mut idle = lock(&self.idle);
-        let list = idle.entry(origin).or_default();
+        let at = match idle.iter().position(|(o, _)| *o == origin) {
+            Some(at) => at,
+            None => {
+                idle.push((origin, Vec::new()));
+                idle.len() - 1
+            }
+        };
+        let list = &mut idle[at].1;
         if list.len() < self.max_idle {
             list.push(Idle {
                 conn,
@@ -228,11 +243,11 @@ impl Pool {
     /// Drops idle connections that timed out or that the peer closed.
     fn sweep(&self) {
         let mut idle = lock(&self.idle);
-        for list in idle.values_mut() {
+        for (_, list) in idle.iter_mut() {
             list.retain_mut(|e| e.since.elapsed() < self.idle_timeout && e.conn.usable());
         }
-        idle.retain(|_, list| !list.is_empty());
-        lock(&self.shared).retain(|_, sender| !sender.is_closed());
+        idle.retain(|(_, list)| !list.is_empty());
+        lock(&self.shared).retain(|(_, sender)| !sender.is_closed());
     }
 }
 

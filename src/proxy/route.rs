@@ -149,16 +149,14 @@ pub fn chain(
         let r = &config.routes[i];
         r.format == format && (!endpoint.routes_by_model() || r.serves(model))
     };
-    let candidates: Vec<usize> = (0..config.routes.len()).filter(|&i| qualifies(i)).collect();
-    if candidates.is_empty() {
+    let mut candidates = (0..config.routes.len())
+        .filter(|&i| qualifies(i))
+        .peekable();
+    if candidates.peek().is_none() {
         return Err(ProxyError::NoRoute);
     }
     let allowed = |i: &usize| !hipaa || config.routes[*i].hipaa_baa;
-    let primary = candidates
-        .iter()
-        .copied()
-        .find(allowed)
-        .ok_or(ProxyError::Forbidden)?;
+    let primary = candidates.find(allowed).ok_or(ProxyError::Forbidden)?;
     let mut chain = vec![primary];
     for i in config.routes[primary]
         .fallback

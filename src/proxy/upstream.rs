@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -26,35 +27,58 @@ use super::policy::PRIVACY_HEADERS;
 use super::pool::{Pool, UpstreamBody};
 use crate::config::{Config, Format, ProviderKey, Route};
 use crate::dns::Resolver;
+use crate::metrics::ATTRIBUTION_HEADER_PREFIX;
 
-/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus those Lethe
-/// sets itself, and cookies either way: the APIs do not use them, and a provider's cookie would
-/// let it tell the clients behind one gateway apart.
-const NOT_FORWARDED: [HeaderName; 20] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HOST,
-    header::CONTENT_LENGTH,
-    header::ACCEPT_ENCODING,
-    header::EXPECT,
-    header::FORWARDED,
-    HeaderName::from_static("x-forwarded-for"),
-    HeaderName::from_static("x-forwarded-host"),
-    HeaderName::from_static("x-forwarded-proto"),
-    HeaderName::from_static("x-real-ip"),
-    header::COOKIE,
-    header::SET_COOKIE,
-];
+/// Whether a header belongs to one connection, never forwarded (RFC 9110 §7.6.1), is one
+/// Lethe sets itself, or is a cookie (either way: the APIs do not use them, and a provider's
+/// cookie would let it tell the clients behind one gateway apart). A match on the name's text: one length switch and a compare or two per
+/// header, where a list of `HeaderName`s cost a compare per entry.
+fn not_forwarded(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | "accept-encoding"
+            | "expect"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-host"
+            | "x-forwarded-proto"
+            | "x-real-ip"
+            | "cookie"
+            | "set-cookie"
+    )
+}
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, |_| false);
+}
+
+/// Removes from a client's headers everything never forwarded upstream: hop-by-hop headers
+/// (and those named in `Connection`), `Host`, `Content-Length`, the privacy headers, the
+/// attribution headers (they are for Lethe's metrics) and `Content-Encoding` (the body sent is
+/// the one Lethe writes). Done once per request, before the values left are scrubbed.
+pub fn strip_for_upstream(headers: &mut HeaderMap) {
+    strip(headers, |name| {
+        name == header::CONTENT_ENCODING
+            || (name.as_str().starts_with("x-")
+                && (PRIVACY_HEADERS.contains(name)
+                    || name.as_str().starts_with(ATTRIBUTION_HEADER_PREFIX)))
+    });
+}
+
+/// Removes hop-by-hop headers and those `also` names, in one pass over the headers present.
+fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     if headers.is_empty() {
         return;
     }
@@ -68,7 +92,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the (few) headers present, not one lookup per name that might be.
     let unwanted: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| NOT_FORWARDED.contains(name) || named.contains(name))
+        .filter(|name| not_forwarded(name) || named.contains(name) || also(name))
         .cloned()
         .collect();
     for name in unwanted {
@@ -132,12 +156,13 @@ impl Upstream {
     }
 
     /// Sends the request to `chain[0]`, falling back along `chain` before the first byte.
+    /// `client_headers` went through [`strip_for_upstream`].
     pub async fn send(
         &self,
         config: &Config,
         chain: &[usize],
         method: &Method,
-        path_and_query: &str,
+        path_and_query: &PathAndQuery,
         client_headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Answer, ProxyError> {
@@ -170,12 +195,19 @@ impl Upstream {
 fn build(
     route: &Route,
     method: &Method,
-    path_and_query: &str,
+    path_and_query: &PathAndQuery,
     client_headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Request<Bytes>, ProxyError> {
     let base = &route.base_url;
     let prefix = base.path().trim_end_matches('/');
+    // A base URL without a path (the usual case) takes the client's path as it was parsed.
+    let path_and_query = if prefix.is_empty() {
+        path_and_query.clone()
+    } else {
+        PathAndQuery::try_from(format!("{prefix}{path_and_query}"))
+            .map_err(|_| ProxyError::Malformed)?
+    };
     let uri = Uri::builder()
         .scheme(
             base.scheme()
@@ -187,19 +219,10 @@ fn build(
                 .cloned()
                 .ok_or(ProxyError::UpstreamUnreachable)?,
         )
-        .path_and_query(format!("{prefix}{path_and_query}"))
+        .path_and_query(path_and_query)
         .build()
         .map_err(|_| ProxyError::Malformed)?;
     let mut headers = client_headers.clone();
-    strip_hop_by_hop(&mut headers);
-    let privacy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| PRIVACY_HEADERS.contains(name))
-        .cloned()
-        .collect();
-    for name in privacy {
-        headers.remove(name);
-    }
     if let ProviderKey::Secret(key) = &route.key {
         headers.remove(header::AUTHORIZATION);
         headers.remove("x-api-key");
@@ -224,8 +247,6 @@ fn build(
             }
         }
     }
-    // The body is the one Lethe wrote; whatever coding the client declared is not its coding.
-    headers.remove(header::CONTENT_ENCODING);
     headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
@@ -238,4 +259,45 @@ fn build(
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `strip_for_upstream` looks for privacy and attribution headers among names that start
+    /// with `x-` only.
+    #[test]
+    fn privacy_and_attribution_headers_start_with_x() {
+        assert!(PRIVACY_HEADERS.iter().all(|h| h.as_str().starts_with("x-")));
+        assert!(ATTRIBUTION_HEADER_PREFIX.starts_with("x-"));
+    }
+
+    #[test]
+    fn what_is_never_forwarded_goes_in_one_pass() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("host", "h"),
+            ("content-type", "application/json"),
+            ("content-length", "2"),
+            ("content-encoding", "gzip"),
+            ("connection", "keep-alive, x-drop"),
+            ("keep-alive", "timeout=5"),
+            ("x-drop", "1"),
+            ("x-pii-types", "email"),
+            ("x-lethe-tag-team", "a"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-custom", "kept"),
+            ("authorization", "Bearer k"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_for_upstream(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["authorization", "content-type", "x-custom"]);
+    }
 }
