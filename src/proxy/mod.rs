@@ -37,7 +37,6 @@ pub mod usage;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::alloc::Wiped;
 use bytes::Bytes;
@@ -176,13 +175,7 @@ impl Proxy {
         if !config.client_keys.is_empty() && !authorized(&parts.headers, &config.client_keys) {
             return Err(ProxyError::Unauthorized);
         }
-        let raw = read_limited(
-            body,
-            &parts.headers,
-            config.server.max_body_bytes,
-            config.server.body_timeout,
-        )
-        .await?;
+        let raw = read_limited(body, &parts.headers, &config.server).await?;
         if endpoint == Endpoint::PrivacyDelete {
             privacy::delete(&raw)
         } else {
@@ -218,13 +211,7 @@ impl Proxy {
         let mut counts = Counts::default();
         let mut hide_usage = false;
         let (forward_body, model) = if endpoint.method() == Method::POST {
-            let raw = read_limited(
-                body,
-                &parts.headers,
-                config.server.max_body_bytes,
-                config.server.body_timeout,
-            )
-            .await?;
+            let raw = read_limited(body, &parts.headers, &config.server).await?;
             // A chat or completions stream gets `stream_options.include_usage` added.
             let may_stream = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
             let document = if policy.scrub {
@@ -503,19 +490,20 @@ fn identity_encoded(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Reads a request body up to `limit` bytes: 413 beyond, 400 if the client breaks off, 408 if
-/// it pauses longer than `pause`, 415 if it is declared compressed (Lethe cannot scrub what it
-/// cannot read, and does not decompress bodies a client chose to send small).
+/// Reads a request body up to `server.max_body_bytes`: 413 beyond, 400 if the client breaks
+/// off, 408 if it pauses longer than `server.body_timeout`, 415 if it is declared compressed
+/// (Lethe cannot scrub what it cannot read, and does not decompress bodies a client chose to
+/// send small).
 async fn read_limited<B>(
     body: B,
     headers: &HeaderMap,
-    limit: usize,
-    pause: Duration,
+    server: &crate::config::Server,
 ) -> Result<Wiped<Vec<u8>>, ProxyError>
 where
     B: Body<Data = Bytes>,
     B::Error: StdError + Send + Sync + 'static,
 {
+    let (limit, pause) = (server.max_body_bytes, server.body_timeout);
     if !identity_encoded(headers) {
         return Err(ProxyError::EncodedBody);
     }
