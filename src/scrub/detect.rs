@@ -545,7 +545,7 @@ impl<'a> Hay<'a> {
     /// Whether one of `words` (lowercase, possibly several words) ends right before `i`,
     /// skipping blanks, quotes and `:#=.-` between (`"ssn": "…"`), and up to two linking words
     /// ("is", "no.": `social security number is …`, `Social Security No. …`), ignoring case.
-    fn context_word(&self, i: usize, words: &[&[u8]]) -> bool {
+    fn context_word(&self, i: usize, words: &Words) -> bool {
         let lo = i.saturating_sub(CONTEXT_WINDOW);
         let skip_gap = |mut j: usize| {
             while j > lo
@@ -568,10 +568,14 @@ impl<'a> Hay<'a> {
                         .prev(j - w.len())
                         .is_some_and(|c| c.is_ascii_alphabetic())
             };
-            if words.iter().any(|w| ends_in(w)) {
+            let last = before.last().copied();
+            if words.may_end(last) && words.list.iter().any(|w| ends_in(w)) {
                 return true;
             }
-            match LINKS.iter().find(|w| ends_in(w)) {
+            if !LINKS.may_end(last) {
+                return false;
+            }
+            match LINKS.list.iter().find(|w| ends_in(w)) {
                 Some(w) if round < LINKS_MAX => j = skip_gap(j - w.len()),
                 _ => return false,
             }
@@ -580,10 +584,41 @@ impl<'a> Hay<'a> {
     }
 }
 
+/// A list of context words, with the letters they end in: most bytes before a number end none
+/// of them, and one test of the last byte tells.
+struct Words {
+    list: &'static [&'static [u8]],
+    /// Bit `c - b'a'` for each last letter `c`.
+    ends: u32,
+}
+
+impl Words {
+    /// Every word is lowercase and ends in a letter (checked when the constant is built).
+    const fn new(list: &'static [&'static [u8]]) -> Words {
+        let mut ends = 0;
+        let mut k = 0;
+        while k < list.len() {
+            let w = list[k];
+            assert!(!w.is_empty() && w[w.len() - 1].is_ascii_lowercase());
+            ends |= 1 << (w[w.len() - 1] - b'a');
+            k += 1;
+        }
+        Words { list, ends }
+    }
+
+    /// Whether a word may end in `c`, in either case.
+    #[inline]
+    fn may_end(&self, c: Option<u8>) -> bool {
+        c.is_some_and(|c| {
+            c.is_ascii_alphabetic() && self.ends & 1 << (c.to_ascii_lowercase() - b'a') != 0
+        })
+    }
+}
+
 /// Words that may stand between a context word and its number, at most [`LINKS_MAX`] of them.
-const LINKS: &[&[u8]] = &[
+const LINKS: Words = Words::new(&[
     b"is", b"was", b"no", b"nr", b"num", b"number", b"of", b"reads",
-];
+]);
 const LINKS_MAX: usize = 2;
 
 /// Whether `c`, seen across a joiner (`-`, `.`, `/`), glues a number into a larger token
@@ -719,7 +754,8 @@ fn card(h: &Hay<'_>, t: usize) -> Parse {
     Ok(ok.then_some(end))
 }
 
-const SSN_WORDS: &[&[u8]] = &[b"ssn", b"ss", b"social security", b"social security number"];
+const SSN_WORDS: Words =
+    Words::new(&[b"ssn", b"ss", b"social security", b"social security number"]);
 
 fn ssn(h: &Hay<'_>, t: usize) -> Parse {
     if !num_left_ok(h, t) {
@@ -744,7 +780,7 @@ fn ssn(h: &Hay<'_>, t: usize) -> Parse {
             }
             (num(t..e), num(e + 1..g), num(g + 1..s), s)
         }
-        9 if h.context_word(t, SSN_WORDS) => (num(t..t + 3), num(t + 3..t + 5), num(t + 5..e), e),
+        9 if h.context_word(t, &SSN_WORDS) => (num(t..t + 3), num(t + 3..t + 5), num(t + 5..e), e),
         _ => return Ok(None),
     };
     let ok = u8::try_from(group).is_ok_and(|g| validate::ssn_ok(area, g, serial))
@@ -752,7 +788,7 @@ fn ssn(h: &Hay<'_>, t: usize) -> Parse {
     Ok(ok.then_some(end))
 }
 
-const PHONE_WORDS: &[&[u8]] = &[
+const PHONE_WORDS: Words = Words::new(&[
     b"phone",
     b"tel",
     b"telephone",
@@ -764,7 +800,7 @@ const PHONE_WORDS: &[&[u8]] = &[
     b"whatsapp",
     b"ph",
     b"mob",
-];
+]);
 
 /// Start and parse of a phone number whose first digit is at `t`.
 fn phone(h: &Hay<'_>, t: usize) -> (usize, Parse) {
@@ -791,7 +827,7 @@ fn plain_phone(h: &Hay<'_>, t: usize) -> (usize, Parse) {
     // A trunk "1" before a separated number: 1-800-555-0199, 1 (800) 555-0199.
     match trunk(h, t) {
         Ok(true) => (t, nanp(h, t + 2, || false)),
-        Ok(false) => (t, nanp(h, t, || h.context_word(t, PHONE_WORDS))),
+        Ok(false) => (t, nanp(h, t, || h.context_word(t, &PHONE_WORDS))),
         Err(e) => (t, Err(e)),
     }
 }
@@ -995,7 +1031,7 @@ fn international(h: &Hay<'_>, t: usize) -> Parse {
     Ok(None)
 }
 
-const VERSION_WORDS: &[&[u8]] = &[
+const VERSION_WORDS: Words = Words::new(&[
     b"version",
     b"ver",
     b"v",
@@ -1008,7 +1044,7 @@ const VERSION_WORDS: &[&[u8]] = &[
     b"rev",
     b"revision",
     b"oid",
-];
+]);
 
 /// Left edge of an IPv4 address: not glued to a word, nor across `.` to a larger token
 /// (`1.10.0.0.1`), nor across `/` to a word (`Chrome/120.0.6099.71`). After `@`
@@ -1037,7 +1073,7 @@ fn ipv4(h: &Hay<'_>, t: usize) -> Parse {
         return Ok(None);
     }
     let parse = ipv4_body(h, t)?;
-    Ok(parse.filter(|_| !h.context_word(t, VERSION_WORDS)))
+    Ok(parse.filter(|_| !h.context_word(t, &VERSION_WORDS)))
 }
 
 fn ipv4_body(h: &Hay<'_>, t: usize) -> Parse {
@@ -1077,7 +1113,9 @@ fn ipv6_start(b: &[u8], t: usize) -> usize {
 /// Where the IPv6 address that the digit at `t` may belong to starts when the walk back to `s`
 /// (see [`ipv6_start`]) went into a key glued to it by one `:` (`ip:fe80::1`,
 /// `value:2001:db8::1`): right after that colon. `None` when there is no such key.
-#[inline]
+// Always inlined: the trigger loop asks it for most digits in a hex token, and most are told
+// by the first two tests.
+#[inline(always)]
 fn after_key(b: &[u8], s: usize, t: usize) -> Option<usize> {
     let colon = if b[s] == b':' {
         // The walk stopped at the colon: the key ends in a word byte that is not a hex digit.

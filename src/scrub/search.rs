@@ -104,10 +104,12 @@ pub(crate) struct PrefixSearch {
     dfa: DFA,
     start: StateID,
     longest: usize,
+    /// The id the caller gave each pattern, by its place in the automata.
+    ids: Vec<usize>,
 }
 
 impl PrefixSearch {
-    pub(crate) fn new(all: AhoCorasick, dfa: DFA) -> Option<PrefixSearch> {
+    pub(crate) fn new(all: AhoCorasick, dfa: DFA, ids: Vec<usize>) -> Option<PrefixSearch> {
         let start = dfa.start_state(Anchored::No).ok()?;
         let longest = dfa.max_pattern_len();
         Some(PrefixSearch {
@@ -115,11 +117,12 @@ impl PrefixSearch {
             dfa,
             start,
             longest,
+            ids,
         })
     }
 
-    /// Calls `hit(start, end, pattern)` for every match that is final from `cursor` on, in order,
-    /// and moves `cursor` past the bytes it has seen.
+    /// Calls `hit(start, end, id)` for every match that is final from `cursor` on, in order, with
+    /// the id the caller gave the pattern, and moves `cursor` past the bytes it has seen.
     #[inline(always)]
     pub(crate) fn find(
         &self,
@@ -134,7 +137,9 @@ impl PrefixSearch {
         if !eof && len - cursor.pos.min(len) < PREFILTER_MIN && self.pass_quietly(hay, cursor) {
             return;
         }
-        self.find_all(hay, cursor, eof, hit);
+        self.find_all(hay, cursor, eof, &mut |start, end, pattern| {
+            hit(start, end, self.ids[pattern])
+        });
     }
 
     /// Feeds `hay` from `cursor` on when no match is in flight and no pattern ends in it: `true`

@@ -196,15 +196,82 @@ pub(crate) static FORMATS: &[SecretFormat] = &[
     },
 ];
 
-/// A search for the prefixes of the enabled kinds; pattern ids index [`FORMATS`].
+/// Every prefix of [`FORMATS`], in the order [`search`] hands them to the automaton builder.
+///
+/// Leftmost-longest matches do not depend on the order, but the SIMD prefilter (Teddy) does: it
+/// puts the prefixes into 16 buckets by their place in the list and tests each bucket against the
+/// union of its prefixes' first three bytes, so two unlike prefixes in one bucket also fire on
+/// blends of the two, which then fail verification. In table order the buckets mix families, and
+/// English text and source code fire one about every 50 to 100 bytes. In this order a bucket
+/// holds one family or a few alike prefixes (`sk-` with `A3T`, Slack with Shopify), and they
+/// fire about every 500 to 1,000 bytes, which halves the cost of a scan of clean prose. A new
+/// prefix goes where it fires least; a test checks that the list names every prefix once.
+const PREFILTER_ORDER: [&str; 49] = [
+    "shpat_",
+    "sk-ant-",
+    "sk-admin-",
+    "sk-None-",
+    "sq0atp-",
+    "eyJ",
+    "ghs_",
+    "sk-proj-",
+    "doo_v1_",
+    "ghp_",
+    "whsec_",
+    "sk-svcacct-",
+    "glpat-",
+    "-----BEGIN",
+    "AKIA",
+    "rk_test_",
+    "xoxa-",
+    "A3T",
+    "hf_",
+    "github_pat_",
+    "pypi-AgEIcHlwaS5vcmc",
+    "ACCA",
+    "ghu_",
+    "dapi",
+    "dor_v1_",
+    "shpca_",
+    "gho_",
+    "key-",
+    "npm_",
+    "rk_live_",
+    "ASIA",
+    "sk_test_",
+    "xapp-",
+    "xoxr-",
+    "SG.",
+    "sk_live_",
+    "shppa_",
+    "xoxe-",
+    "ghr_",
+    "sq0csp-",
+    "dop_v1_",
+    "AIza",
+    "xoxb-",
+    "shpss_",
+    "sk-",
+    "xoxs-",
+    "ABIA",
+    "xoxe.xoxp-",
+    "xoxp-",
+];
+
+/// A search for the prefixes of the enabled kinds; it reports pattern ids that index [`FORMATS`].
 /// Leftmost-longest, so `sk-ant-` wins over `sk-`, and without overlaps, which keeps the packed
 /// (SIMD) prefilter in play for long windows. Short ones go through a DFA.
 pub(crate) fn search(kinds: KindSet) -> Option<PrefixSearch> {
     // Disabled kinds get a pattern that cannot occur in a `str`, keeping ids aligned.
     const NEVER: &[u8] = b"\xff\xff";
-    let patterns: Vec<&[u8]> = FORMATS
+    let formats = PREFILTER_ORDER
         .iter()
-        .map(|f| {
+        .map(|&prefix| FORMATS.iter().position(|f| f.prefix == prefix))
+        .collect::<Option<Vec<usize>>>()?;
+    let patterns: Vec<&[u8]> = formats
+        .iter()
+        .map(|&i| {
+            let f = &FORMATS[i];
             if kinds.contains(f.kind) {
                 f.prefix.as_bytes()
             } else {
@@ -222,13 +289,22 @@ pub(crate) fn search(kinds: KindSet) -> Option<PrefixSearch> {
         .prefilter(false)
         .build(&patterns)
         .ok()?;
-    PrefixSearch::new(all, dfa)
+    PrefixSearch::new(all, dfa, formats)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::scrub::validate;
+
+    #[test]
+    fn the_prefilter_order_names_every_prefix_once() {
+        let mut order = PREFILTER_ORDER.to_vec();
+        order.sort_unstable();
+        let mut prefixes: Vec<&str> = FORMATS.iter().map(|f| f.prefix).collect();
+        prefixes.sort_unstable();
+        assert_eq!(order, prefixes);
+    }
 
     #[test]
     fn every_secret_spans_a_run_of_the_shortest_length() {
