@@ -219,7 +219,7 @@ const ASK_FOR_USAGE: &[u8] = br#","stream_options":{"include_usage":true}"#;
 /// `None`, with nothing scrubbed or counted, when the document is not an object in a strict
 /// subset of JSON that `serde_json` reads the same way: keys without escapes, unique within
 /// their object, at most 64 keys per object, nesting up to 64 levels, integers up to
-/// 18 digits and other numbers of ordinary size, no lone surrogates; also when a key would
+/// 200 digits and other numbers of ordinary size, no lone surrogates; also when a key would
 /// change. The caller then takes the tree path, which also decides whether it is JSON at all.
 pub fn scrub_document(
     raw: &[u8],
@@ -424,8 +424,10 @@ impl<'a> Walk<'a> {
             self.at += exp;
             plain = false;
         }
-        let limit = if plain { 18 } else { 40 };
-        (self.at - start <= limit + 1 && int <= 200).then_some(())
+        // Integers are copied as they were sent, however long: the tree path would turn one
+        // beyond 64 bits into a float and lose its last digits (an id, a seed). 200 digits stay
+        // inside `f64`'s range, which `serde_json` requires of the documents it reads.
+        (int <= 200 && (plain || self.at - start <= 41)).then_some(())
     }
 
     /// Reads one value; `key`: the key it is the value of, if any.
@@ -1075,7 +1077,7 @@ mod document {
             r#"{"a\u0062":1}"#,
             r#"{"a":"\ud800"}"#,
             r#"{"a":1e400}"#,
-            r#"{"a":12345678901234567890123}"#,
+            r#"{"a":1234567890123456789012345678901234567890.5}"#,
             r#"{"a":01}"#,
             r#"{"a":1} x"#,
             r#"{"a":"tab	inside"}"#,
@@ -1105,7 +1107,7 @@ mod document {
         )
         .is_none());
         let doc = scrub_document(
-            br#"{ "model" : "m\u0031", "x": [ "mail jane.doe@example.com" , -0.5e-3 ] }"#,
+            br#"{ "model" : "m\u0031", "x": [ "mail jane.doe@example.com" , -0.5e-3 ], "seed": -123456789012345678901234567890 }"#,
             &scrubber,
             &mut Vault::new(),
             &mut Counts::default(),
@@ -1116,7 +1118,8 @@ mod document {
         assert_eq!(doc.model.as_deref(), Some("m1"));
         assert_eq!(
             String::from_utf8(doc.bytes).unwrap(),
-            r#"{ "model" : "m\u0031", "x": [ "mail [EMAIL]" , -0.5e-3 ] }"#
+            r#"{ "model" : "m\u0031", "x": [ "mail [EMAIL]" , -0.5e-3 ], "seed": -123456789012345678901234567890 }"#,
+            "an integer beyond 64 bits keeps every digit"
         );
     }
 
