@@ -49,6 +49,7 @@ const FRAGMENTS: &[&str] = &[
     " 12/27",
     "ip:",
     "value:",
+    "%eth0",
     "xoxb-",
     "o'brien@example.com",
     "'",

@@ -1112,7 +1112,9 @@ fn ipv6_start(b: &[u8], t: usize) -> usize {
 
 /// Where the IPv6 address that the digit at `t` may belong to starts when the walk back to `s`
 /// (see [`ipv6_start`]) went into a key glued to it by one `:` (`ip:fe80::1`,
-/// `value:2001:db8::1`): right after that colon. `None` when there is no such key.
+/// `value:2001:db8::1`, and `ip:::1` for an address that opens with `::`): right after that
+/// colon. `None` when there is no such key. Two colons do not glue a key (`Foo::1`): the address
+/// is `::1`.
 // Always inlined: the trigger loop asks it for most digits in a hex token, and most are told
 // by the first two tests.
 #[inline(always)]
@@ -1127,7 +1129,20 @@ fn after_key(b: &[u8], s: usize, t: usize) -> Option<usize> {
         return None;
     };
     let start = colon + 1;
-    (start <= t && b[start] != b':' && keyed(b, start)).then_some(start)
+    let keyed = match b.get(start) {
+        _ if start > t => false,
+        Some(b':') => keyed_before_colons(b, start),
+        _ => keyed(b, start),
+    };
+    keyed.then_some(start)
+}
+
+/// [`keyed`] for an address that opens with `::` (`ip:::1`), which only that key's colon may
+/// stand before. Rare, and kept out of the trigger loop.
+#[cold]
+#[inline(never)]
+fn keyed_before_colons(b: &[u8], start: usize) -> bool {
+    b.get(start + 1) == Some(&b':') && keyed(b, start)
 }
 
 /// Whether a key stands right before `s`: a word of letters and `_` (with at most two digits

@@ -115,6 +115,17 @@ const BASICS: &[(&str, &str)] = &[
     ("value:2001:db8:5d6:d38:4e:2bbf:dab1:55", "value:[IP_ADDRESS]"),
     ("ipv6:2001:db8::1 up", "ipv6:[IP_ADDRESS] up"),
     ("{\"ip\":\"fe80::1\"}", "{\"ip\":\"[IP_ADDRESS]\"}"),
+    // The address may open with `::` after the key's colon.
+    ("ip:::1", "ip:[IP_ADDRESS]"),
+    ("addr:::ffff:10.0.0.1", "addr:[IP_ADDRESS]"),
+    ("host:::1 up", "host:[IP_ADDRESS] up"),
+    ("ipv6:::1", "ipv6:[IP_ADDRESS]"),
+    ("addr: ::1, ip=::1", "addr: [IP_ADDRESS], ip=[IP_ADDRESS]"),
+    // A zone names an interface, not a host: it stays.
+    ("fe80::1%eth0", "[IP_ADDRESS]%eth0"),
+    ("ping fe80::1ff:fe23:4567:890a%12", "ping [IP_ADDRESS]%12"),
+    ("http://[fe80::1%25en0]:80/", "http://[[IP_ADDRESS]%25en0]:80/"),
+    ("addr: fe80::1%eth0", "addr: [IP_ADDRESS]%eth0"),
     // IBANs.
     ("DE89 3704 0044 0532 0130 00", "[IBAN]"),
     ("GB82WEST12345698765432", "[IBAN]"),
