@@ -1704,22 +1704,33 @@ impl Engine {
             floor,
         };
         let (mut secret_hits, mut term_hits) = (&state.secret_hits[..], &state.term_hits[..]);
+        // Where the first secret or dictionary hit not yet merged in starts: one test per
+        // trigger instead of a look at both lists.
+        let first_hit = |secrets: &[(usize, usize)], terms: &[(usize, usize)]| {
+            let start = |hits: &[(usize, usize)]| hits.first().map_or(usize::MAX, |h| h.0);
+            start(secrets).min(start(terms))
+        };
+        let mut next_hit = first_hit(secret_hits, term_hits);
+        let mut map = TriggerMap::at(b, first);
         let mut next = Some(first).filter(|&t| t < len);
         while let Some(t) = next {
-            while let Some((&(p, format), rest)) = secret_hits.split_first() {
-                if p >= t {
-                    break;
+            if next_hit < t {
+                while let Some((&(p, format), rest)) = secret_hits.split_first() {
+                    if p >= t {
+                        break;
+                    }
+                    self.on_secret(h, p, format, &mut out);
+                    secret_hits = rest;
                 }
-                self.on_secret(h, p, format, &mut out);
-                secret_hits = rest;
-            }
-            while let Some((&(start, end), rest)) = term_hits.split_first() {
-                if start >= t {
-                    break;
+                while let Some((&(start, end), rest)) = term_hits.split_first() {
+                    if start >= t {
+                        break;
+                    }
+                    let parse = Dictionary::right_edge(h, end);
+                    out.add(b, start, start, Parser::Term(end), parse);
+                    term_hits = rest;
                 }
-                let parse = Dictionary::right_edge(h, end);
-                out.add(b, start, start, Parser::Term(end), parse);
-                term_hits = rest;
+                next_hit = first_hit(secret_hits, term_hits);
             }
             let mut i = t + 1;
             if b[t] == b'@' {
@@ -1758,7 +1769,7 @@ impl Engine {
                     i += 1;
                 }
             }
-            next = near_trigger(b, i);
+            next = map.next(i);
         }
         for &(p, format) in secret_hits {
             self.on_secret(h, p, format, &mut out);
@@ -1870,7 +1881,8 @@ impl Engine {
             }
         }
         self.on_iban(h, t, out);
-        t + 1
+        // The shape has read the run already; the trigger loop goes on from its end.
+        t + shape.run
     }
 
     /// The IPv6 address the digit at `t` may belong to, parsed once per address.
@@ -2306,21 +2318,92 @@ fn next_trigger(b: &[u8], from: usize) -> Option<usize> {
         .map(|p| from + i + p)
 }
 
-/// [`next_trigger`] for the trigger loop: in dense text (a card's groups, an address's octets,
-/// the digits of a token) the next trigger is most often a few bytes on, which a byte loop
-/// reaches sooner than the word-at-a-time search gets going.
-#[inline(always)]
-fn near_trigger(b: &[u8], from: usize) -> Option<usize> {
-    const NEAR: usize = 4;
-    let stop = from.saturating_add(NEAR).min(b.len());
-    let mut i = from;
-    while i < stop {
-        if is(b[i], TRIGGER) {
-            return Some(i);
-        }
-        i += 1;
+/// The triggers of a text for the trigger loop, found 64 bytes at a time: in dense text (a
+/// card's groups, an address's octets, the digits of a token) the loop asks for the next one
+/// every few bytes, and a bit mask answers without looking at a byte again.
+struct TriggerMap<'a> {
+    b: &'a [u8],
+    /// Bit `k` is set when `b[base + k]` is a digit or `@`.
+    base: usize,
+    bits: u64,
+}
+
+impl<'a> TriggerMap<'a> {
+    /// The map of the block from `at`.
+    fn at(b: &'a [u8], at: usize) -> TriggerMap<'a> {
+        let bits = b.get(at..).map_or(0, trigger_bits);
+        TriggerMap { b, base: at, bits }
     }
-    next_trigger(b, i)
+
+    /// Position of the next trigger at or after `from`, which is at or after the position the
+    /// map was made at and never goes back.
+    #[inline(always)]
+    fn next(&mut self, mut from: usize) -> Option<usize> {
+        loop {
+            let off = from.wrapping_sub(self.base);
+            if off < 64 {
+                let bits = self.bits >> off;
+                if bits != 0 {
+                    return Some(from + bits.trailing_zeros() as usize);
+                }
+                from = self.base + 64;
+            }
+            if from >= self.b.len() {
+                return None;
+            }
+            let mut bits = trigger_bits(&self.b[from..]);
+            if bits == 0 && from + 64 < self.b.len() {
+                // A long stretch without a trigger (prose between values): the block search
+                // gets through it faster.
+                from = next_trigger(self.b, from + 64)?;
+                bits = trigger_bits(&self.b[from..]);
+            }
+            self.base = from;
+            self.bits = bits;
+        }
+    }
+}
+
+/// Bit `k` set for every digit or `@` among the first 64 bytes of `b`.
+#[inline]
+fn trigger_bits(b: &[u8]) -> u64 {
+    let word = |w: &[u8]| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(w);
+        trigger_bits8(u64::from_le_bytes(bytes))
+    };
+    let mut bits = 0;
+    if let Some(block) = b.get(..64) {
+        for (k, w) in block.chunks_exact(8).enumerate() {
+            bits |= word(w) << (8 * k);
+        }
+        return bits;
+    }
+    let mut words = b.chunks_exact(8);
+    let mut k = 0;
+    for w in &mut words {
+        bits |= word(w) << k;
+        k += 8;
+    }
+    for (j, &c) in words.remainder().iter().enumerate() {
+        bits |= u64::from(is(c, TRIGGER)) << (k + j);
+    }
+    bits
+}
+
+/// Bit `k` set for every byte `k` of `x` (eight bytes, little-endian) that is a digit or `@`;
+/// exact for every byte, unlike [`trigger_bytes`].
+#[inline(always)]
+fn trigger_bits8(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const LOWS: u64 = !HIGHS;
+    // A byte is below `n` (at most 0x80) when its high bit is clear and its low seven bits plus
+    // `0x80 - n` do not reach it; no sum carries into the next byte.
+    let below = |v: u64, n: u64| !(((v & LOWS) + ONES * (0x80 - n)) | v) & HIGHS;
+    let hits = below(x ^ (ONES * u64::from(b'0')), 10) | below(x ^ (ONES * u64::from(b'@')), 1);
+    // Gathers the high bit of byte `k` into bit `k`.
+    ((hits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
 /// The high bit of every byte of `x` (eight bytes, little-endian) that is a digit or `@`, exact
@@ -2424,6 +2507,42 @@ mod tests {
             for from in 0..=len {
                 let plain = (from..len).find(|&i| b[i].is_ascii_digit() || b[i] == b'@');
                 assert_eq!(next_trigger(&b, from), plain, "{b:?} from {from}");
+            }
+        }
+    }
+
+    /// The trigger map finds what a byte-by-byte search finds, from every position on.
+    #[test]
+    fn trigger_map_agrees_with_a_plain_search() {
+        const BYTES: &[u8] = b"09@/:;?A`az \xc3\xa9-\x80\xff\x00";
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..5_000 {
+            crate::xorshift(&mut rng);
+            let len = (rng % 300) as usize;
+            let density = 1 + (rng >> 8) % 80;
+            let b: Vec<u8> = (0..len)
+                .map(|k| {
+                    let r = rng.rotate_left(k as u32 * 7) ^ (k as u64).wrapping_mul(0x2545_F491);
+                    if r % density == 0 {
+                        BYTES[(r >> 16) as usize % 3]
+                    } else {
+                        BYTES[3 + (r >> 16) as usize % (BYTES.len() - 3)]
+                    }
+                })
+                .collect();
+            let step = 1 + (rng >> 20) as usize % 5;
+            let mut map = TriggerMap::at(&b, 0);
+            for from in (0..=len).step_by(step) {
+                let plain = (from..len).find(|&i| b[i].is_ascii_digit() || b[i] == b'@');
+                assert_eq!(map.next(from), plain, "{b:?} from {from}");
+            }
+        }
+        for c in 0..=255u8 {
+            for k in 0..8 {
+                let mut w = [b'a'; 8];
+                w[k] = c;
+                let want = u64::from(c.is_ascii_digit() || c == b'@') << k;
+                assert_eq!(trigger_bits8(u64::from_le_bytes(w)), want, "{c} at {k}");
             }
         }
     }
