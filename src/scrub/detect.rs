@@ -1384,6 +1384,8 @@ struct Found<'s> {
     /// A candidate starting before it overlaps text already masked or released: it can never
     /// be chosen, so it must not hold anything back either.
     floor: usize,
+    /// At least the furthest end of a candidate in `found` (see [`Engine::on_secret`]).
+    reach: usize,
 }
 
 impl Found<'_> {
@@ -1394,6 +1396,7 @@ impl Found<'_> {
         }
         match parse {
             Ok(Some(end)) => {
+                self.reach = self.reach.max(end);
                 let after_group = match parser {
                     Parser::Card | Parser::Ssn => continues_group(b, at),
                     Parser::Phone => start == at && continues_group(b, at),
@@ -1702,11 +1705,16 @@ impl Engine {
     fn triggers(&self, h: &Hay<'_>, first: usize, floor: usize, state: &mut ScanState) -> usize {
         let b = h.b;
         let len = b.len();
+        let reach = state.found.iter().map(|c| c.end).max().unwrap_or(0);
         let mut out = Found {
             found: &mut state.found,
             pending: &mut state.pending,
             floor,
+            reach,
         };
+        // The body of a secret just taken, whose digits need no parser (see
+        // [`Engine::on_secret`]).
+        let mut skip = 0..0;
         let (mut secret_hits, mut term_hits) = (&state.secret_hits[..], &state.term_hits[..]);
         // Where the first secret or dictionary hit not yet merged in starts: one test per
         // trigger instead of a look at both lists.
@@ -1723,7 +1731,9 @@ impl Engine {
                     if p >= t {
                         break;
                     }
-                    self.on_secret(h, p, format, &mut out);
+                    if let Some(body) = self.on_secret(h, p, format, &mut out) {
+                        skip = body;
+                    }
                     secret_hits = rest;
                 }
                 while let Some((&(start, end), rest)) = term_hits.split_first() {
@@ -1735,6 +1745,10 @@ impl Engine {
                     term_hits = rest;
                 }
                 next_hit = first_hit(secret_hits, term_hits);
+            }
+            if skip.contains(&t) {
+                next = map.next(skip.end);
+                continue;
             }
             let mut i = t + 1;
             if b[t] == b'@' {
@@ -1776,7 +1790,7 @@ impl Engine {
             next = map.next(i);
         }
         for &(p, format) in secret_hits {
-            self.on_secret(h, p, format, &mut out);
+            let _ = self.on_secret(h, p, format, &mut out);
         }
         for &(start, end) in term_hits {
             let parse = Dictionary::right_edge(h, end);
@@ -1842,17 +1856,41 @@ impl Engine {
                 found: &mut state.found,
                 pending: &mut state.pending,
                 floor,
+                reach: 0,
             };
             out.add(b, start, p.at, p.parser, parse);
         }
     }
 
-    fn on_secret(&self, h: &Hay<'_>, p: usize, format: usize, out: &mut Found<'_>) {
+    /// Parses the secret whose prefix is at `p`. Returns the range of its body when the
+    /// triggers in it may be passed over: nothing they would start could ever be chosen.
+    ///
+    /// That holds when the secret is a candidate `p..end`, no candidate found so far reaches
+    /// past `p` and no parser waits for more text. A candidate started by a trigger in the body
+    /// (a digit: a body holds no `@`) starts after `p`: an IBAN two bytes before its digit, past
+    /// a prefix of three bytes or more; an IPv6 address after the byte of the prefix that no
+    /// address holds; every other value at its trigger. A candidate found later that starts
+    /// before `p` comes from a trigger after the body, as the prefix holds no digit, and so
+    /// ends after the body. So when the secret is not chosen, what is chosen instead covers
+    /// the whole body, and in either case no candidate that starts in it is chosen.
+    fn on_secret(
+        &self,
+        h: &Hay<'_>,
+        p: usize,
+        format: usize,
+        out: &mut Found<'_>,
+    ) -> Option<Range<usize>> {
         let f = &secrets::FORMATS[format];
         if f.kind != Kind::PrivateKey && h.prev(p).is_some_and(|c| c.is_ascii_alphanumeric()) {
-            return;
+            return None;
         }
-        out.add(h.b, p, p, Parser::Secret(format), secret(h, p, f));
+        let clear = p >= out.floor && out.reach <= p && out.pending.is_empty();
+        let parse = secret(h, p, f);
+        out.add(h.b, p, p, Parser::Secret(format), parse);
+        match parse {
+            Ok(Some(end)) if clear && opaque_prefix(f) => Some(p + f.prefix.len()..end),
+            _ => None,
+        }
     }
 
     fn on_digit(&self, h: &Hay<'_>, t: usize, walk: &mut Ipv6Walk, out: &mut Found<'_>) -> usize {
@@ -2142,6 +2180,16 @@ fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
     let n = e - body;
     let glued = h.get(e)?.is_some_and(|c| c.is_ascii_alphanumeric());
     Ok((!glued && (f.min..=f.max).contains(&n)).then_some(e))
+}
+
+/// Whether the prefix of `f` holds no digit and a byte that no IPv6 address holds, and is not
+/// that of a private key (see [`Engine::on_secret`]).
+fn opaque_prefix(f: &SecretFormat) -> bool {
+    let prefix = f.prefix.as_bytes();
+    f.kind != Kind::PrivateKey
+        && prefix.len() >= 3
+        && !prefix.iter().any(|&c| is_digit(c))
+        && prefix.iter().any(|&c| !ipv6_char(c))
 }
 
 /// What the bytes a stream has just added are made of: looked at once, for both
