@@ -139,9 +139,10 @@ fn is_digit(c: u8) -> bool {
     c.is_ascii_digit()
 }
 
+/// Letters, digits and `_`: one table lookup, as the edges of every value ask it.
 #[inline]
 fn is_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
+    is(c, WORD)
 }
 
 /// A class of bytes that [`Hay::run`] reads through.
@@ -167,7 +168,7 @@ impl Class {
             Class::Digit => is_digit(c),
             Class::B64Url => is(c, B64URL),
             Class::Body(body) => body.contains(c),
-            Class::Label => c.is_ascii_alphanumeric() || c == b'-',
+            Class::Label => is(c, DIGIT | ALPHA) || c == b'-',
             Class::Ipv6 => is(c, HEX) || c == b':' || c == b'.',
             Class::PemLabel => c.is_ascii_uppercase() || is_digit(c) || c == b' ',
         }
@@ -629,7 +630,7 @@ const LINKS_MAX: usize = 2;
 /// (`INV-4111…`, `v1.2.3.4`). `]` and `*` count too: they end labels and masks, so scrubbed
 /// text is judged like the text it replaced (idempotence).
 fn glues(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b']' || c == b'*'
+    is(c, DIGIT | ALPHA) || c == b']' || c == b'*'
 }
 
 /// Left edge of a number: not glued to a word, and not the second group of a longer number.
