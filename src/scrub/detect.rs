@@ -574,7 +574,7 @@ impl<'a> Hay<'a> {
             // `ends_in` and rules out most words at the cost of one byte compare.
             let last_lower = last.map(|c| c.to_ascii_lowercase());
             let ends_like = |w: &&[u8]| w.last().copied() == last_lower && ends_in(w);
-            if words.may_end(last) && words.list.iter().any(|w| ends_like(w)) {
+            if words.may_end(last) && words.list.iter().any(&ends_like) {
                 return true;
             }
             if !LINKS.may_end(last) {
