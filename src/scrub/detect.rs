@@ -139,9 +139,10 @@ fn is_digit(c: u8) -> bool {
     c.is_ascii_digit()
 }
 
+/// Letters, digits and `_`: one table lookup, as the edges of every value ask it.
 #[inline]
 fn is_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
+    is(c, WORD)
 }
 
 /// A class of bytes that [`Hay::run`] reads through.
@@ -167,7 +168,7 @@ impl Class {
             Class::Digit => is_digit(c),
             Class::B64Url => is(c, B64URL),
             Class::Body(body) => body.contains(c),
-            Class::Label => c.is_ascii_alphanumeric() || c == b'-',
+            Class::Label => is(c, DIGIT | ALPHA) || c == b'-',
             Class::Ipv6 => is(c, HEX) || c == b':' || c == b'.',
             Class::PemLabel => c.is_ascii_uppercase() || is_digit(c) || c == b' ',
         }
@@ -569,13 +570,17 @@ impl<'a> Hay<'a> {
                         .is_some_and(|c| c.is_ascii_alphabetic())
             };
             let last = before.last().copied();
-            if words.may_end(last) && words.list.iter().any(|w| ends_in(w)) {
+            // Only words that end in the letter before `j` are compared: the test is implied by
+            // `ends_in` and rules out most words at the cost of one byte compare.
+            let last_lower = last.map(|c| c.to_ascii_lowercase());
+            let ends_like = |w: &&[u8]| w.last().copied() == last_lower && ends_in(w);
+            if words.may_end(last) && words.list.iter().any(&ends_like) {
                 return true;
             }
             if !LINKS.may_end(last) {
                 return false;
             }
-            match LINKS.list.iter().find(|w| ends_in(w)) {
+            match LINKS.list.iter().find(|w| ends_like(w)) {
                 Some(w) if round < LINKS_MAX => j = skip_gap(j - w.len()),
                 _ => return false,
             }
@@ -625,7 +630,7 @@ const LINKS_MAX: usize = 2;
 /// (`INV-4111…`, `v1.2.3.4`). `]` and `*` count too: they end labels and masks, so scrubbed
 /// text is judged like the text it replaced (idempotence).
 fn glues(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b']' || c == b'*'
+    is(c, DIGIT | ALPHA) || c == b']' || c == b'*'
 }
 
 /// Left edge of a number: not glued to a word, and not the second group of a longer number.
@@ -1221,7 +1226,7 @@ fn iban(h: &Hay<'_>, t: usize) -> Parse {
     let mut sep = None;
     while n < len {
         match h.get(j)? {
-            Some(c) if c.is_ascii_alphanumeric() && n < compact.len() => {
+            Some(c) if is(c, DIGIT | ALPHA) && n < compact.len() => {
                 compact[n] = c;
                 n += 1;
                 j += 1;
@@ -1395,6 +1400,8 @@ struct Found<'s> {
     /// A candidate starting before it overlaps text already masked or released: it can never
     /// be chosen, so it must not hold anything back either.
     floor: usize,
+    /// At least the furthest end of a candidate in `found` (see [`Engine::on_secret`]).
+    reach: usize,
 }
 
 impl Found<'_> {
@@ -1405,6 +1412,7 @@ impl Found<'_> {
         }
         match parse {
             Ok(Some(end)) => {
+                self.reach = self.reach.max(end);
                 let after_group = match parser {
                     Parser::Card | Parser::Ssn => continues_group(b, at),
                     Parser::Phone => start == at && continues_group(b, at),
@@ -1713,28 +1721,50 @@ impl Engine {
     fn triggers(&self, h: &Hay<'_>, first: usize, floor: usize, state: &mut ScanState) -> usize {
         let b = h.b;
         let len = b.len();
+        let reach = state.found.iter().map(|c| c.end).max().unwrap_or(0);
         let mut out = Found {
             found: &mut state.found,
             pending: &mut state.pending,
             floor,
+            reach,
         };
+        // The body of a secret just taken, whose digits need no parser (see
+        // [`Engine::on_secret`]).
+        let mut skip = 0..0;
         let (mut secret_hits, mut term_hits) = (&state.secret_hits[..], &state.term_hits[..]);
+        // Where the first secret or dictionary hit not yet merged in starts: one test per
+        // trigger instead of a look at both lists.
+        let first_hit = |secrets: &[(usize, usize)], terms: &[(usize, usize)]| {
+            let start = |hits: &[(usize, usize)]| hits.first().map_or(usize::MAX, |h| h.0);
+            start(secrets).min(start(terms))
+        };
+        let mut next_hit = first_hit(secret_hits, term_hits);
+        let mut map = TriggerMap::at(b, first);
         let mut next = Some(first).filter(|&t| t < len);
         while let Some(t) = next {
-            while let Some((&(p, format), rest)) = secret_hits.split_first() {
-                if p >= t {
-                    break;
+            if next_hit < t {
+                while let Some((&(p, format), rest)) = secret_hits.split_first() {
+                    if p >= t {
+                        break;
+                    }
+                    if let Some(body) = self.on_secret(h, p, format, &mut out) {
+                        skip = body;
+                    }
+                    secret_hits = rest;
                 }
-                self.on_secret(h, p, format, &mut out);
-                secret_hits = rest;
+                while let Some((&(start, end), rest)) = term_hits.split_first() {
+                    if start >= t {
+                        break;
+                    }
+                    let parse = Dictionary::right_edge(h, end);
+                    out.add(b, start, start, Parser::Term(end), parse);
+                    term_hits = rest;
+                }
+                next_hit = first_hit(secret_hits, term_hits);
             }
-            while let Some((&(start, end), rest)) = term_hits.split_first() {
-                if start >= t {
-                    break;
-                }
-                let parse = Dictionary::right_edge(h, end);
-                out.add(b, start, start, Parser::Term(end), parse);
-                term_hits = rest;
+            if skip.contains(&t) {
+                next = map.next(skip.end);
+                continue;
             }
             let mut i = t + 1;
             if b[t] == b'@' {
@@ -1773,10 +1803,10 @@ impl Engine {
                     i += 1;
                 }
             }
-            next = near_trigger(b, i);
+            next = map.next(i);
         }
         for &(p, format) in secret_hits {
-            self.on_secret(h, p, format, &mut out);
+            let _ = self.on_secret(h, p, format, &mut out);
         }
         for &(start, end) in term_hits {
             let parse = Dictionary::right_edge(h, end);
@@ -1842,17 +1872,41 @@ impl Engine {
                 found: &mut state.found,
                 pending: &mut state.pending,
                 floor,
+                reach: 0,
             };
             out.add(b, start, p.at, p.parser, parse);
         }
     }
 
-    fn on_secret(&self, h: &Hay<'_>, p: usize, format: usize, out: &mut Found<'_>) {
+    /// Parses the secret whose prefix is at `p`. Returns the range of its body when the
+    /// triggers in it may be passed over: nothing they would start could ever be chosen.
+    ///
+    /// That holds when the secret is a candidate `p..end`, no candidate found so far reaches
+    /// past `p` and no parser waits for more text. A candidate started by a trigger in the body
+    /// (a digit: a body holds no `@`) starts after `p`: an IBAN two bytes before its digit, past
+    /// a prefix of three bytes or more; an IPv6 address after the byte of the prefix that no
+    /// address holds; every other value at its trigger. A candidate found later that starts
+    /// before `p` comes from a trigger after the body, as the prefix holds no digit, and so
+    /// ends after the body. So when the secret is not chosen, what is chosen instead covers
+    /// the whole body, and in either case no candidate that starts in it is chosen.
+    fn on_secret(
+        &self,
+        h: &Hay<'_>,
+        p: usize,
+        format: usize,
+        out: &mut Found<'_>,
+    ) -> Option<Range<usize>> {
         let f = &secrets::FORMATS[format];
         if f.kind != Kind::PrivateKey && h.prev(p).is_some_and(|c| c.is_ascii_alphanumeric()) {
-            return;
+            return None;
         }
-        out.add(h.b, p, p, Parser::Secret(format), secret(h, p, f));
+        let clear = p >= out.floor && out.reach <= p && out.pending.is_empty();
+        let parse = secret(h, p, f);
+        out.add(h.b, p, p, Parser::Secret(format), parse);
+        match parse {
+            Ok(Some(end)) if clear && opaque_prefix(f) => Some(p + f.prefix.len()..end),
+            _ => None,
+        }
     }
 
     fn on_digit(&self, h: &Hay<'_>, t: usize, walk: &mut Ipv6Walk, out: &mut Found<'_>) -> usize {
@@ -1885,7 +1939,8 @@ impl Engine {
             }
         }
         self.on_iban(h, t, out);
-        t + 1
+        // The shape has read the run already; the trigger loop goes on from its end.
+        t + shape.run
     }
 
     /// The IPv6 address the digit at `t` may belong to, parsed once per address.
@@ -2143,6 +2198,16 @@ fn token(h: &Hay<'_>, p: usize, f: &SecretFormat) -> Parse {
     Ok((!glued && (f.min..=f.max).contains(&n)).then_some(e))
 }
 
+/// Whether the prefix of `f` holds no digit and a byte that no IPv6 address holds, and is not
+/// that of a private key (see [`Engine::on_secret`]).
+fn opaque_prefix(f: &SecretFormat) -> bool {
+    let prefix = f.prefix.as_bytes();
+    f.kind != Kind::PrivateKey
+        && prefix.len() >= 3
+        && !prefix.iter().any(|&c| is_digit(c))
+        && prefix.iter().any(|&c| !ipv6_char(c))
+}
+
 /// What the bytes a stream has just added are made of: looked at once, for both
 /// [`ScanState::may_skip`] and [`Engine::quick_scan`].
 #[derive(Clone, Copy, Debug)]
@@ -2321,21 +2386,92 @@ fn next_trigger(b: &[u8], from: usize) -> Option<usize> {
         .map(|p| from + i + p)
 }
 
-/// [`next_trigger`] for the trigger loop: in dense text (a card's groups, an address's octets,
-/// the digits of a token) the next trigger is most often a few bytes on, which a byte loop
-/// reaches sooner than the word-at-a-time search gets going.
-#[inline(always)]
-fn near_trigger(b: &[u8], from: usize) -> Option<usize> {
-    const NEAR: usize = 4;
-    let stop = from.saturating_add(NEAR).min(b.len());
-    let mut i = from;
-    while i < stop {
-        if is(b[i], TRIGGER) {
-            return Some(i);
-        }
-        i += 1;
+/// The triggers of a text for the trigger loop, found 64 bytes at a time: in dense text (a
+/// card's groups, an address's octets, the digits of a token) the loop asks for the next one
+/// every few bytes, and a bit mask answers without looking at a byte again.
+struct TriggerMap<'a> {
+    b: &'a [u8],
+    /// Bit `k` is set when `b[base + k]` is a digit or `@`.
+    base: usize,
+    bits: u64,
+}
+
+impl<'a> TriggerMap<'a> {
+    /// The map of the block from `at`.
+    fn at(b: &'a [u8], at: usize) -> TriggerMap<'a> {
+        let bits = b.get(at..).map_or(0, trigger_bits);
+        TriggerMap { b, base: at, bits }
     }
-    next_trigger(b, i)
+
+    /// Position of the next trigger at or after `from`, which is at or after the position the
+    /// map was made at and never goes back.
+    #[inline(always)]
+    fn next(&mut self, mut from: usize) -> Option<usize> {
+        loop {
+            let off = from.wrapping_sub(self.base);
+            if off < 64 {
+                let bits = self.bits >> off;
+                if bits != 0 {
+                    return Some(from + bits.trailing_zeros() as usize);
+                }
+                from = self.base + 64;
+            }
+            if from >= self.b.len() {
+                return None;
+            }
+            let mut bits = trigger_bits(&self.b[from..]);
+            if bits == 0 && from + 64 < self.b.len() {
+                // A long stretch without a trigger (prose between values): the block search
+                // gets through it faster.
+                from = next_trigger(self.b, from + 64)?;
+                bits = trigger_bits(&self.b[from..]);
+            }
+            self.base = from;
+            self.bits = bits;
+        }
+    }
+}
+
+/// Bit `k` set for every digit or `@` among the first 64 bytes of `b`.
+#[inline]
+fn trigger_bits(b: &[u8]) -> u64 {
+    let word = |w: &[u8]| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(w);
+        trigger_bits8(u64::from_le_bytes(bytes))
+    };
+    let mut bits = 0;
+    if let Some(block) = b.get(..64) {
+        for (k, w) in block.chunks_exact(8).enumerate() {
+            bits |= word(w) << (8 * k);
+        }
+        return bits;
+    }
+    let mut words = b.chunks_exact(8);
+    let mut k = 0;
+    for w in &mut words {
+        bits |= word(w) << k;
+        k += 8;
+    }
+    for (j, &c) in words.remainder().iter().enumerate() {
+        bits |= u64::from(is(c, TRIGGER)) << (k + j);
+    }
+    bits
+}
+
+/// Bit `k` set for every byte `k` of `x` (eight bytes, little-endian) that is a digit or `@`;
+/// exact for every byte, unlike [`trigger_bytes`].
+#[inline(always)]
+fn trigger_bits8(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const LOWS: u64 = !HIGHS;
+    // A byte is below `n` (at most 0x80) when its high bit is clear and its low seven bits plus
+    // `0x80 - n` do not reach it; no sum carries into the next byte.
+    let below = |v: u64, n: u64| !(((v & LOWS) + ONES * (0x80 - n)) | v) & HIGHS;
+    let hits = below(x ^ (ONES * u64::from(b'0')), 10) | below(x ^ (ONES * u64::from(b'@')), 1);
+    // Gathers the high bit of byte `k` into bit `k`.
+    ((hits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
 /// The high bit of every byte of `x` (eight bytes, little-endian) that is a digit or `@`, exact
@@ -2439,6 +2575,42 @@ mod tests {
             for from in 0..=len {
                 let plain = (from..len).find(|&i| b[i].is_ascii_digit() || b[i] == b'@');
                 assert_eq!(next_trigger(&b, from), plain, "{b:?} from {from}");
+            }
+        }
+    }
+
+    /// The trigger map finds what a byte-by-byte search finds, from every position on.
+    #[test]
+    fn trigger_map_agrees_with_a_plain_search() {
+        const BYTES: &[u8] = b"09@/:;?A`az \xc3\xa9-\x80\xff\x00";
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..5_000 {
+            crate::xorshift(&mut rng);
+            let len = (rng % 300) as usize;
+            let density = 1 + (rng >> 8) % 80;
+            let b: Vec<u8> = (0..len)
+                .map(|k| {
+                    let r = rng.rotate_left(k as u32 * 7) ^ (k as u64).wrapping_mul(0x2545_F491);
+                    if r % density == 0 {
+                        BYTES[(r >> 16) as usize % 3]
+                    } else {
+                        BYTES[3 + (r >> 16) as usize % (BYTES.len() - 3)]
+                    }
+                })
+                .collect();
+            let step = 1 + (rng >> 20) as usize % 5;
+            let mut map = TriggerMap::at(&b, 0);
+            for from in (0..=len).step_by(step) {
+                let plain = (from..len).find(|&i| b[i].is_ascii_digit() || b[i] == b'@');
+                assert_eq!(map.next(from), plain, "{b:?} from {from}");
+            }
+        }
+        for c in 0..=255u8 {
+            for k in 0..8 {
+                let mut w = [b'a'; 8];
+                w[k] = c;
+                let want = u64::from(c.is_ascii_digit() || c == b'@') << k;
+                assert_eq!(trigger_bits8(u64::from_le_bytes(w)), want, "{c} at {k}");
             }
         }
     }

@@ -302,9 +302,29 @@ const GLUED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The trigger pass passes over the digits in the body of a secret it has taken: nothing they
+/// start can be chosen. Not when a value found before reaches into the secret: the secret is not
+/// chosen then, and a value in its body may be.
+const SECRET_BODIES: &[(&str, &str)] = &[
+    ("glpat--4111-1111-1111-1111 x", "[API_KEY] x"),
+    (
+        "KEY=sk-ant-api03-AB12-4111-1111-1111-1111-10-0-0-1xxxxxxxx ok",
+        "KEY=[API_KEY] ok",
+    ),
+    (
+        "CH24-1234-5678-9012-glpat--4111-1111-1111-1111 rest",
+        "[IBAN]--****-****-****-1111 rest",
+    ),
+];
+
 #[test]
 fn glued_words() {
     check(GLUED);
+}
+
+#[test]
+fn secret_bodies() {
+    check(SECRET_BODIES);
 }
 
 #[test]
