@@ -2553,25 +2553,33 @@ mod tests {
         }
     }
 
+    /// A random text of fewer than `max_len` bytes of `bytes`, whose first three (the triggers)
+    /// come once in every 1 to `max_density` bytes; `rng` is advanced once.
+    fn trigger_text(rng: &mut u64, bytes: &[u8], max_len: u64, max_density: u64) -> Vec<u8> {
+        crate::xorshift(rng);
+        let seed = *rng;
+        let len = (seed % max_len) as usize;
+        let density = 1 + (seed >> 8) % max_density;
+        (0..len)
+            .map(|k| {
+                let r = seed.rotate_left(k as u32 * 7) ^ (k as u64).wrapping_mul(0x2545_F491);
+                if r % density == 0 {
+                    bytes[(r >> 16) as usize % 3]
+                } else {
+                    bytes[3 + (r >> 16) as usize % (bytes.len() - 3)]
+                }
+            })
+            .collect()
+    }
+
     /// The word-at-a-time and block searches find what a byte-by-byte search finds.
     #[test]
     fn next_trigger_agrees_with_a_plain_search() {
         const BYTES: &[u8] = b"09@/:;?A`az \xc3\xa9-";
         let mut rng = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..20_000 {
-            crate::xorshift(&mut rng);
-            let len = (rng % 90) as usize;
-            let density = 1 + (rng >> 8) % 40;
-            let b: Vec<u8> = (0..len)
-                .map(|k| {
-                    let r = rng.rotate_left(k as u32 * 7) ^ (k as u64).wrapping_mul(0x2545_F491);
-                    if r % density == 0 {
-                        BYTES[(r >> 16) as usize % 3]
-                    } else {
-                        BYTES[3 + (r >> 16) as usize % (BYTES.len() - 3)]
-                    }
-                })
-                .collect();
+            let b = trigger_text(&mut rng, BYTES, 90, 40);
+            let len = b.len();
             for from in 0..=len {
                 let plain = (from..len).find(|&i| b[i].is_ascii_digit() || b[i] == b'@');
                 assert_eq!(next_trigger(&b, from), plain, "{b:?} from {from}");
@@ -2585,19 +2593,8 @@ mod tests {
         const BYTES: &[u8] = b"09@/:;?A`az \xc3\xa9-\x80\xff\x00";
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         for _ in 0..5_000 {
-            crate::xorshift(&mut rng);
-            let len = (rng % 300) as usize;
-            let density = 1 + (rng >> 8) % 80;
-            let b: Vec<u8> = (0..len)
-                .map(|k| {
-                    let r = rng.rotate_left(k as u32 * 7) ^ (k as u64).wrapping_mul(0x2545_F491);
-                    if r % density == 0 {
-                        BYTES[(r >> 16) as usize % 3]
-                    } else {
-                        BYTES[3 + (r >> 16) as usize % (BYTES.len() - 3)]
-                    }
-                })
-                .collect();
+            let b = trigger_text(&mut rng, BYTES, 300, 80);
+            let len = b.len();
             let step = 1 + (rng >> 20) as usize % 5;
             let mut map = TriggerMap::at(&b, 0);
             for from in (0..=len).step_by(step) {
