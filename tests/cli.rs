@@ -3,20 +3,25 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Runs `lethe scrub ARGS` with `input` on stdin, to the end.
-fn scrub(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lethe"))
+/// Starts `lethe scrub ARGS` with all three standard streams piped.
+fn spawn_scrub(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lethe"))
         .arg("scrub")
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `lethe scrub ARGS` with `input` on stdin, to the end.
+fn scrub(args: &[&str], input: &[u8]) -> Output {
+    let mut child = spawn_scrub(args);
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
     // Written from a thread: a large input would fill the pipe while the output is unread.
@@ -130,13 +135,7 @@ fn a_dictionary_file_adds_whole_word_terms() {
 /// between two writes is masked whole.
 #[test]
 fn it_writes_as_it_reads() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .arg("scrub")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_scrub(&[]);
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
