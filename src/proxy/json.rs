@@ -27,6 +27,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::sse;
+use super::words::is_wire_word;
 use crate::scrub::{restore, Counts, Scrubber, Vault};
 
 /// Nesting accepted by [`scrub_document`] (`serde_json` stops at 128).
@@ -247,6 +248,7 @@ pub fn scrub_document(
         usage: None,
         stream: false,
         stream_options: false,
+        skip_wire_words: !scrubber.has_dictionary(),
     };
     walk.space();
     if walk.peek()? != b'{' {
@@ -362,6 +364,9 @@ struct Walk<'a> {
     stream: bool,
     /// The top-level object has a `stream_options` member.
     stream_options: bool,
+    /// Leave the wire format's own words alone (see [`super::words`]): no scrubber without a
+    /// dictionary changes one.
+    skip_wire_words: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -436,6 +441,9 @@ impl<'a> Walk<'a> {
         match self.peek()? {
             b'"' => {
                 let (span, escaped) = self.string()?;
+                if !escaped && self.skip_wire_words && is_wire_word(&self.text[span.clone()]) {
+                    return Some(());
+                }
                 let opaque =
                     !escaped && key.is_some_and(|k| is_opaque(k, &self.text[span.clone()]));
                 let role = if opaque { Role::Opaque } else { Role::Text };
@@ -504,11 +512,13 @@ impl<'a> Walk<'a> {
                 return None;
             }
             self.keys.push(key);
-            self.strings.push(Found {
-                span,
-                escaped: false,
-                role: Role::Key,
-            });
+            if !(self.skip_wire_words && is_wire_word(key)) {
+                self.strings.push(Found {
+                    span,
+                    escaped: false,
+                    role: Role::Key,
+                });
+            }
             self.space();
             if self.peek()? != b':' {
                 return None;
@@ -517,11 +527,11 @@ impl<'a> Walk<'a> {
             if depth == 1 && key == "model" {
                 self.space();
                 if self.peek() == Some(b'"') {
-                    let before = self.strings.len();
+                    let start = self.at + 1;
                     self.value(depth, Some(key))?;
-                    let found = &self.strings[before];
+                    // Between the quotes.
+                    let raw = &self.text[start..self.at - 1];
                     let mut model = crate::alloc::Wiped::new(String::new());
-                    let raw = &self.text[found.span.clone()];
                     unescape(raw, Some(&mut model))?;
                     self.model = Some(model.to_string());
                 } else {
@@ -944,6 +954,9 @@ mod document {
         "\n\t\u{1}",
         "é𝄞\u{2028}/",
         "plain ",
+        // Words of the wire format (see `words`), left alone unless a dictionary has them.
+        "assistant",
+        "stop",
         "",
     ];
 
@@ -1028,6 +1041,7 @@ mod document {
             stream in prop::option::of(prop_oneof![Just(Value::Bool(true)), value()]),
             stream_options in prop::option::of(value()),
             ask_usage in any::<bool>(),
+            dictionary in any::<bool>(),
         ) {
             let mut value = Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
             for (key, member) in [("stream", stream), ("stream_options", stream_options)] {
@@ -1036,7 +1050,11 @@ mod document {
                 }
             }
             let raw = spell(&value, ascii, pretty);
-            let scrubber = Scrubber::new(&Policy::default().with_style(style)).unwrap();
+            let mut policy = Policy::default().with_style(style);
+            if dictionary {
+                policy = policy.with_terms(["assistant"]);
+            }
+            let scrubber = Scrubber::new(&policy).unwrap();
             let originals = originals(placeholders);
 
             let (mut vault, mut counts) = (Vault::new(), Counts::default());

@@ -33,6 +33,7 @@ pub mod route;
 pub mod sse;
 pub mod upstream;
 pub mod usage;
+mod words;
 
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};

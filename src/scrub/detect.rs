@@ -1501,6 +1501,11 @@ impl Engine {
         self.scan_keys(&h, from, state, sink)
     }
 
+    /// Whether there are dictionary terms to find.
+    pub(crate) fn has_dictionary(&self) -> bool {
+        self.dictionary.is_some()
+    }
+
     /// Whether a one-shot scan of `text` would find nothing, told without scanning: there is no
     /// dictionary, no trigger (digit or `@`), and no secret prefix, or no run of
     /// [`secrets::SHORTEST`] bytes a secret could span. Only short texts are looked at: object

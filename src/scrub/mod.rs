@@ -447,6 +447,11 @@ impl Scrubber {
         self.inner.styles[kind.index()]
     }
 
+    /// Whether the policy has dictionary terms (which may be any word).
+    pub fn has_dictionary(&self) -> bool {
+        self.inner.engine.has_dictionary()
+    }
+
     pub(crate) fn engine(&self) -> &Engine {
         &self.inner.engine
     }
