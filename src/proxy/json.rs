@@ -676,13 +676,16 @@ pub(crate) fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
     let mut escaped = false;
     loop {
         // Most strings of an API body are short keys, ids and deltas: eight bytes at a time up
-        // to the first that may matter, then byte by byte. Past 32 plain bytes the string is
-        // likely long (a prompt), and vector searches take over.
+        // to the first that matters, then byte by byte (only the last few bytes of the input
+        // are read that way). Past 32 plain bytes the string is likely long (a prompt), and
+        // vector searches take over.
         let mut words = 0;
         while let Some(word) = bytes.get(at..at + 8) {
             let mut eight = [0u8; 8];
             eight.copy_from_slice(word);
-            if notable(u64::from_le_bytes(eight)) {
+            let found = notable(u64::from_le_bytes(eight));
+            if found != 0 {
+                at += (found.trailing_zeros() / 8) as usize;
                 break;
             }
             at += 8;
@@ -725,15 +728,17 @@ fn long_string_end(bytes: &[u8], mut at: usize, mut escaped: bool) -> Option<(us
     (!has_control(&bytes[checked..at])).then_some((at, escaped))
 }
 
-/// Whether one of the eight bytes in `word` is a quote, a backslash or a control character.
-/// Exact as a yes/no answer (the classic "has a zero byte" and "has a byte below n" tests).
-fn notable(word: u64) -> bool {
+/// The quotes, backslashes and control characters among the eight bytes of `word` (read
+/// little-endian): the high bit of each such byte is set. The classic "has a zero byte" and
+/// "has a byte below n" tests: zero exactly when there is none, and the lowest bit set is
+/// exact (a borrow may also mark bytes above a marked one, never below).
+fn notable(word: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
     let quote = word ^ (ONES * u64::from(b'"'));
     let backslash = word ^ (ONES * u64::from(b'\\'));
-    (below(quote, 1) | below(backslash, 1) | below(word, 0x20)) != 0
+    below(quote, 1) | below(backslash, 1) | below(word, 0x20)
 }
 
 /// Whether `bytes` holds a control character (which a JSON string must escape). A branch-free
