@@ -275,10 +275,13 @@ pub fn scrub_document(
     }
     // Keys first: a key that would change declines the document before anything is numbered
     // (in `vault`; the keys number theirs in a scratch vault).
-    let mut scratch = Vault::new();
+    // Most documents have no key left to look at (see `words`): the scratch vault is made on
+    // demand.
+    let mut scratch = None;
     for s in strings.iter().filter(|s| s.role == Role::Key) {
         let key = &text[s.span.clone()];
-        let same = matches!(scrubber.scrub_in(key, &mut scratch).text, Cow::Borrowed(_))
+        let scratch = scratch.get_or_insert_with(Vault::new);
+        let same = matches!(scrubber.scrub_in(key, scratch).text, Cow::Borrowed(_))
             && put_back(key).is_none();
         if !same {
             return None;
