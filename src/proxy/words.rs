@@ -235,10 +235,45 @@ pub(crate) fn is_wire_word(s: &str) -> bool {
         if word.is_empty() {
             return false;
         }
-        if word.len() == b.len() && word.as_bytes() == b {
+        if word.len() == b.len() && same(word.as_bytes(), b) {
             return true;
         }
         at = (at + 1) % SLOTS;
+    }
+}
+
+/// `a == b` for two slices of the same length, in a few word loads rather than a call to
+/// `memcmp` (the words are short).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    fn eight(s: &[u8], at: usize) -> u64 {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    }
+    fn four(s: &[u8], at: usize) -> u32 {
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, u32::from_le_bytes)
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n >= 8 {
+        // Whole words, then the last eight bytes (which may overlap the words before).
+        let mut at = 0;
+        while at + 8 < n {
+            if eight(a, at) != eight(b, at) {
+                return false;
+            }
+            at += 8;
+        }
+        eight(a, n - 8) == eight(b, n - 8)
+    } else if n >= 4 {
+        four(a, 0) == four(b, 0) && four(a, n - 4) == four(b, n - 4)
+    } else {
+        a.iter().zip(b).all(|(x, y)| x == y)
     }
 }
 
@@ -248,6 +283,24 @@ mod tests {
 
     use super::*;
     use crate::scrub::{Kind, KindSet, Policy, Scrubber};
+
+    #[test]
+    fn same_is_slice_equality() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            crate::xorshift(&mut seed);
+            let n = (seed % 30) as usize;
+            let a: Vec<u8> = (0..n)
+                .map(|i| b'a' + ((seed >> (i % 40)) % 3) as u8)
+                .collect();
+            let mut b = a.clone();
+            if seed % 2 == 0 && n > 0 {
+                let at = (seed >> 8) as usize % n;
+                b[at] ^= 1 << ((seed >> 20) % 8);
+            }
+            assert_eq!(same(&a, &b), a == b, "{a:?} {b:?}");
+        }
+    }
 
     #[test]
     fn every_word_is_found_and_near_misses_are_not() {
