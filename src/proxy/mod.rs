@@ -34,13 +34,14 @@ pub mod sse;
 pub mod upstream;
 pub mod usage;
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::alloc::Wiped;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -58,7 +59,7 @@ use self::upstream::{strip_for_upstream, strip_hop_by_hop, Upstream};
 use self::usage::{Prices, Usage};
 use crate::config::{Config, Format, KeyHash};
 use crate::metrics::{Attribution, Direction};
-use crate::scrub::{Counts, PolicyError, Scrubber, Vault};
+use crate::scrub::{Counts, PolicyError, Scrubbed, Scrubber, Vault};
 
 /// Tag value of the `endpoint` tag for a path Lethe does not serve.
 const UNKNOWN_ENDPOINT: &str = "unknown";
@@ -434,30 +435,60 @@ fn scrub_headers(
     vault: &mut Vault,
     counts: &mut Counts,
 ) {
-    let mut replaced: Vec<(header::HeaderName, Vec<HeaderValue>)> = Vec::new();
-    for name in headers.keys() {
+    // The names whose values change, each with every value it keeps: empty, so allocation-free,
+    // in the usual case where no value changes. The copies of one name come one after the other
+    // in `iter`, so the last entry is the current name's once one of its values changed.
+    let mut replaced: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
+    let mut current: Option<&HeaderName> = None;
+    let mut position = 0;
+    for (name, value) in headers.iter() {
+        if current == Some(name) {
+            position += 1;
+        } else {
+            current = Some(name);
+            position = 0;
+        }
         if CREDENTIAL_HEADERS.contains(&name.as_str()) {
             continue;
         }
-        let mut changed = false;
-        let mut values = Vec::new();
-        for value in headers.get_all(name) {
-            let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
-                changed = true;
-                continue;
-            };
-            let scrubbed = scrubber.scrub_in(text, vault);
-            match scrubbed.text {
-                std::borrow::Cow::Owned(new) => {
-                    counts.add(&scrubbed.counts);
-                    changed = true;
-                    values.extend(HeaderValue::try_from(new).ok());
+        let scrubbed = std::str::from_utf8(value.as_bytes())
+            .ok()
+            .map(|text| scrubber.scrub_in(text, vault));
+        let changing = replaced.last().is_some_and(|(n, _)| n == name);
+        let new = match scrubbed {
+            Some(Scrubbed {
+                text: Cow::Borrowed(_),
+                ..
+            }) => {
+                if changing {
+                    if let Some((_, kept)) = replaced.last_mut() {
+                        kept.push(value.clone());
+                    }
                 }
-                std::borrow::Cow::Borrowed(_) => values.push(value.clone()),
+                continue;
             }
+            Some(Scrubbed {
+                text: Cow::Owned(new),
+                counts: found,
+            }) => {
+                counts.add(&found);
+                HeaderValue::try_from(new).ok()
+            }
+            // Not UTF-8: cannot be scrubbed, so dropped.
+            None => None,
+        };
+        if !changing {
+            // The copies before this one were left as they were.
+            let kept = headers
+                .get_all(name)
+                .iter()
+                .take(position)
+                .cloned()
+                .collect();
+            replaced.push((name.clone(), kept));
         }
-        if changed {
-            replaced.push((name.clone(), values));
+        if let Some((_, kept)) = replaced.last_mut() {
+            kept.extend(new);
         }
     }
     for (name, values) in replaced {
