@@ -282,14 +282,7 @@ impl Proxy {
         let sent = meter.wait_started();
         let answer = self
             .upstream
-            .send(
-                config,
-                &chain,
-                &parts.method,
-                path_and_query,
-                &headers,
-                forward_body,
-            )
+            .send(&chain, &parts.method, path_and_query, headers, forward_body)
             .await;
         let answer = match answer {
             Ok(answer) => answer,
