@@ -613,6 +613,85 @@ mod tests {
         map
     }
 
+    /// `scrub_headers` as it was first written: a list of values for every name.
+    fn scrub_headers_naive(
+        headers: &mut HeaderMap,
+        scrubber: &Scrubber,
+        vault: &mut Vault,
+        counts: &mut Counts,
+    ) {
+        let mut replaced: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
+        for name in headers.keys() {
+            if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+                continue;
+            }
+            let mut changed = false;
+            let mut values = Vec::new();
+            for value in headers.get_all(name) {
+                let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+                    changed = true;
+                    continue;
+                };
+                let scrubbed = scrubber.scrub_in(text, vault);
+                match scrubbed.text {
+                    Cow::Owned(new) => {
+                        counts.add(&scrubbed.counts);
+                        changed = true;
+                        values.extend(HeaderValue::try_from(new).ok());
+                    }
+                    Cow::Borrowed(_) => values.push(value.clone()),
+                }
+            }
+            if changed {
+                replaced.push((name.clone(), values));
+            }
+        }
+        for (name, values) in replaced {
+            headers.remove(&name);
+            for value in values {
+                headers.append(name.clone(), value);
+            }
+        }
+    }
+
+    #[test]
+    fn header_scrubbing_matches_the_naive_version() {
+        use crate::scrub::{Policy, Style};
+        let email = "jane.doe@example.com";
+        let mut values = [
+            HeaderValue::from_static("plain"),
+            HeaderValue::from_static(email),
+            HeaderValue::from_bytes(b"caf\xc3\xa9 jane.doe@example.com").unwrap(),
+            HeaderValue::from_bytes(b"\xff not UTF-8").unwrap(),
+        ];
+        let mut seed = 0x5eed_1e7e_u64;
+        for style in [Style::Label, Style::Placeholder] {
+            let scrubber = Scrubber::new(&Policy::default().with_style(style)).unwrap();
+            for round in 0..300 {
+                let mut headers = HeaderMap::new();
+                let fields = crate::xorshift(&mut seed) % 9;
+                for _ in 0..fields {
+                    let name = ["x-a", "x-b", "content-type", "authorization", "x-api-key"]
+                        [(crate::xorshift(&mut seed) % 5) as usize];
+                    let value = values[(crate::xorshift(&mut seed) % 4) as usize].clone();
+                    headers.append(name, value);
+                }
+                values.rotate_left(round % 2);
+                let (mut fast, mut naive) = (headers.clone(), headers);
+                let (mut fast_vault, mut naive_vault) = (Vault::new(), Vault::new());
+                let (mut fast_counts, mut naive_counts) = (Counts::default(), Counts::default());
+                scrub_headers(&mut fast, &scrubber, &mut fast_vault, &mut fast_counts);
+                scrub_headers_naive(&mut naive, &scrubber, &mut naive_vault, &mut naive_counts);
+                assert_eq!(
+                    fast.iter().collect::<Vec<_>>(),
+                    naive.iter().collect::<Vec<_>>()
+                );
+                assert_eq!(fast_counts, naive_counts);
+                assert_eq!(fast_vault.len(), naive_vault.len());
+            }
+        }
+    }
+
     #[test]
     fn every_presented_credential_must_be_a_client_key() {
         let keys = [key("gw-one"), key("gw-two")];
