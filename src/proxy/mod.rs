@@ -38,9 +38,10 @@ use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
 use crate::alloc::Wiped;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
@@ -110,11 +111,10 @@ impl Proxy {
         B: Body<Data = Bytes>,
         B::Error: StdError + Send + Sync + 'static,
     {
-        let path = request.uri().path().to_owned();
         let errors_only = policy::errors_only(request.headers());
         let attribution = self.attribution.tags(request.headers());
-        let Some(endpoint) = Endpoint::classify(&path) else {
-            let format = route::format_for_unknown(&path, request.headers());
+        let Some(endpoint) = Endpoint::classify(request.uri().path()) else {
+            let format = route::format_for_unknown(request.uri().path(), request.headers());
             let meter = Meter::start(UNKNOWN_ENDPOINT, errors_only, attribution);
             return self.refuse(meter, ProxyError::NotFound, format);
         };
@@ -338,9 +338,11 @@ impl Proxy {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
+                let media = b"text/event-stream";
                 v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("text/event-stream")
+                    .as_bytes()
+                    .get(..media.len())
+                    .is_some_and(|start| start.eq_ignore_ascii_case(media))
             });
         if is_sse {
             let mut events = if scrub {
@@ -359,11 +361,7 @@ impl Proxy {
             ));
         }
         let reading = meter.wait_started();
-        let bytes = Limited::new(body, self.config.server.max_response_bytes)
-            .collect()
-            .await
-            .map_err(|_| ProxyError::Unscrubbable)?
-            .to_bytes();
+        let bytes = read_answer(body, self.config.server.max_response_bytes).await?;
         meter.upstream_waited(reading);
         if bytes.is_empty() || !scrub {
             meter.usage(|| Usage::of_body(&bytes));
@@ -542,7 +540,13 @@ where
     let mut out = Wiped::new(Vec::with_capacity(capacity));
     let mut body = std::pin::pin!(Limited::new(body, limit));
     loop {
-        match tokio::time::timeout(pause, body.frame()).await {
+        // A frame already there (a small body usually came with the head) needs no timer.
+        let ready = std::future::poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await;
+        let next = match ready {
+            Poll::Ready(frame) => Ok(frame),
+            Poll::Pending => tokio::time::timeout(pause, body.frame()).await,
+        };
+        match next {
             Err(_) => return Err(ProxyError::BodyTimeout),
             Ok(None) => return Ok(out),
             Ok(Some(Ok(frame))) => {
@@ -556,6 +560,35 @@ where
             Ok(Some(Err(_))) => return Err(ProxyError::Malformed),
         }
     }
+}
+
+/// Reads an upstream answer whole: 502 beyond `limit` bytes or if it breaks off. An answer that
+/// came in one frame (the usual JSON answer) is kept as it came rather than copied.
+async fn read_answer(body: UpstreamBody, limit: usize) -> Result<Bytes, ProxyError> {
+    let mut body = std::pin::pin!(body);
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ProxyError::Unscrubbable)?.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(ProxyError::Unscrubbable);
+        }
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut both = BytesMut::with_capacity(total);
+                both.extend_from_slice(&first);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
+        }
+    }
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 /// Whether the request carries one of the gateway's client keys, compared by SHA-256 digest in
