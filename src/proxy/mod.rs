@@ -253,12 +253,7 @@ impl Proxy {
         } else {
             (Bytes::new(), None)
         };
-        let model_tag = self.prices.tag(model.as_deref());
-        let price = model
-            .as_deref()
-            .and_then(|m| self.prices.lookup(m))
-            .map(|(_, p)| p);
-        meter.set_model(model_tag, price);
+        meter.set_model(|| self.prices.tag(model.as_deref()));
         let mut headers = parts.headers;
         strip_for_upstream(&mut headers);
         let root = PathAndQuery::from_static("/");
