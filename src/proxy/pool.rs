@@ -48,7 +48,7 @@ pub type Connector = HttpsConnector<HttpConnector<Resolver>>;
 type H2Sender = http2::SendRequest<Full<Bytes>>;
 
 /// Scheme and authority: what a connection can be reused for. Made once per route.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Origin {
     scheme: Scheme,
     authority: Authority,
@@ -226,12 +226,12 @@ impl Pool {
         None
     }
 
-    fn put(&self, origin: Origin, conn: h1::Conn) {
+    fn put(&self, origin: &Origin, conn: h1::Conn) {
         let mut idle = lock(&self.idle);
-        let at = match idle.iter().position(|(o, _)| *o == origin) {
+        let at = match idle.iter().position(|(o, _)| o == origin) {
             Some(at) => at,
             None => {
-                idle.push((origin, Vec::new()));
+                idle.push((origin.clone(), Vec::new()));
                 idle.len() - 1
             }
         };
@@ -259,6 +259,18 @@ enum Fresh {
     Http1(h1::Conn),
     Http2(H2Sender),
 }
+
+/// Copies of one route's origin share their `host`, which settles most comparisons without
+/// comparing the authority (case-insensitively, byte by byte). `host` follows from the scheme
+/// and the authority, so those two decide the rest.
+impl PartialEq for Origin {
+    fn eq(&self, other: &Origin) -> bool {
+        Arc::ptr_eq(&self.host, &other.host)
+            || (self.scheme == other.scheme && self.authority == other.authority)
+    }
+}
+
+impl Eq for Origin {}
 
 impl Origin {
     /// The origin of an absolute `uri`; `None` without a scheme or an authority.
@@ -361,7 +373,7 @@ impl Body for UpstreamBody {
                 let polled = body.poll_data(cx);
                 if let Poll::Ready(None) = polled {
                     if let (Some(conn), Some(pool)) = (body.reusable(), pool.upgrade()) {
-                        pool.put(origin.clone(), conn);
+                        pool.put(origin, conn);
                     }
                 }
                 polled.map(|data| data.map(|data| data.map(Frame::data)))
