@@ -85,10 +85,12 @@ impl Meter {
         }
     }
 
-    /// The model tag and its price, if the table has one.
-    pub fn set_model(&mut self, tag: Arc<str>, price: Option<Price>) {
-        self.model = tag;
-        self.price = price;
+    /// The model tag and its price, if the table has one, read by `read` only when metrics
+    /// are on.
+    pub fn set_model(&mut self, read: impl FnOnce() -> (Arc<str>, Option<Price>)) {
+        if metrics::enabled() {
+            (self.model, self.price) = read();
+        }
     }
 
     /// The route that answered (its configured name).
@@ -116,8 +118,11 @@ impl Meter {
         self.upstream_wait += since(started);
     }
 
-    /// Detections on the way out (request) or back (response).
+    /// Detections on the way out (request) or back (response), kept only when metrics are on.
     pub fn detected(&mut self, direction: Direction, counts: &Counts) {
+        if !metrics::enabled() {
+            return;
+        }
         match direction {
             Direction::Request => self.request_counts.add(counts),
             Direction::Response => self.response_counts.add(counts),

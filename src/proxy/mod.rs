@@ -35,13 +35,15 @@ pub mod upstream;
 pub mod usage;
 mod words;
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
 use crate::alloc::Wiped;
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -59,7 +61,7 @@ use self::upstream::{strip_for_upstream, strip_hop_by_hop, Upstream};
 use self::usage::{Prices, Usage};
 use crate::config::{Config, Format, KeyHash};
 use crate::metrics::{Attribution, Direction};
-use crate::scrub::{Counts, PolicyError, Scrubber, Vault};
+use crate::scrub::{Counts, PolicyError, Scrubbed, Scrubber, Vault};
 
 /// Tag value of the `endpoint` tag for a path Lethe does not serve.
 const UNKNOWN_ENDPOINT: &str = "unknown";
@@ -110,11 +112,10 @@ impl Proxy {
         B: Body<Data = Bytes>,
         B::Error: StdError + Send + Sync + 'static,
     {
-        let path = request.uri().path().to_owned();
         let errors_only = policy::errors_only(request.headers());
         let attribution = self.attribution.tags(request.headers());
-        let Some(endpoint) = Endpoint::classify(&path) else {
-            let format = route::format_for_unknown(&path, request.headers());
+        let Some(endpoint) = Endpoint::classify(request.uri().path()) else {
+            let format = route::format_for_unknown(request.uri().path(), request.headers());
             let meter = Meter::start(UNKNOWN_ENDPOINT, errors_only, attribution);
             return self.refuse(meter, ProxyError::NotFound, format);
         };
@@ -253,12 +254,7 @@ impl Proxy {
         } else {
             (Bytes::new(), None)
         };
-        let model_tag = self.prices.tag(model.as_deref());
-        let price = model
-            .as_deref()
-            .and_then(|m| self.prices.lookup(m))
-            .map(|(_, p)| p);
-        meter.set_model(model_tag, price);
+        meter.set_model(|| self.prices.tag(model.as_deref()));
         let mut headers = parts.headers;
         strip_for_upstream(&mut headers);
         let root = PathAndQuery::from_static("/");
@@ -282,14 +278,7 @@ impl Proxy {
         let sent = meter.wait_started();
         let answer = self
             .upstream
-            .send(
-                config,
-                &chain,
-                &parts.method,
-                path_and_query,
-                &headers,
-                forward_body,
-            )
+            .send(&chain, &parts.method, path_and_query, headers, forward_body)
             .await;
         let answer = match answer {
             Ok(answer) => answer,
@@ -345,9 +334,11 @@ impl Proxy {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
+                let media = b"text/event-stream";
                 v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("text/event-stream")
+                    .as_bytes()
+                    .get(..media.len())
+                    .is_some_and(|start| start.eq_ignore_ascii_case(media))
             });
         if is_sse {
             let mut events = if scrub {
@@ -366,11 +357,7 @@ impl Proxy {
             ));
         }
         let reading = meter.wait_started();
-        let bytes = Limited::new(body, self.config.server.max_response_bytes)
-            .collect()
-            .await
-            .map_err(|_| ProxyError::Unscrubbable)?
-            .to_bytes();
+        let bytes = read_answer(body, self.config.server.max_response_bytes).await?;
         meter.upstream_waited(reading);
         if bytes.is_empty() || !scrub {
             meter.usage(|| Usage::of_body(&bytes));
@@ -435,30 +422,60 @@ fn scrub_headers(
     vault: &mut Vault,
     counts: &mut Counts,
 ) {
-    let mut replaced: Vec<(header::HeaderName, Vec<HeaderValue>)> = Vec::new();
-    for name in headers.keys() {
+    // The names whose values change, each with every value it keeps: empty, so allocation-free,
+    // in the usual case where no value changes. The copies of one name come one after the other
+    // in `iter`, so the last entry is the current name's once one of its values changed.
+    let mut replaced: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
+    let mut current: Option<&HeaderName> = None;
+    let mut position = 0;
+    for (name, value) in headers.iter() {
+        if current == Some(name) {
+            position += 1;
+        } else {
+            current = Some(name);
+            position = 0;
+        }
         if CREDENTIAL_HEADERS.contains(&name.as_str()) {
             continue;
         }
-        let mut changed = false;
-        let mut values = Vec::new();
-        for value in headers.get_all(name) {
-            let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
-                changed = true;
-                continue;
-            };
-            let scrubbed = scrubber.scrub_in(text, vault);
-            match scrubbed.text {
-                std::borrow::Cow::Owned(new) => {
-                    counts.add(&scrubbed.counts);
-                    changed = true;
-                    values.extend(HeaderValue::try_from(new).ok());
+        let scrubbed = std::str::from_utf8(value.as_bytes())
+            .ok()
+            .map(|text| scrubber.scrub_in(text, vault));
+        let changing = replaced.last().is_some_and(|(n, _)| n == name);
+        let new = match scrubbed {
+            Some(Scrubbed {
+                text: Cow::Borrowed(_),
+                ..
+            }) => {
+                if changing {
+                    if let Some((_, kept)) = replaced.last_mut() {
+                        kept.push(value.clone());
+                    }
                 }
-                std::borrow::Cow::Borrowed(_) => values.push(value.clone()),
+                continue;
             }
+            Some(Scrubbed {
+                text: Cow::Owned(new),
+                counts: found,
+            }) => {
+                counts.add(&found);
+                HeaderValue::try_from(new).ok()
+            }
+            // Not UTF-8: cannot be scrubbed, so dropped.
+            None => None,
+        };
+        if !changing {
+            // The copies before this one were left as they were.
+            let kept = headers
+                .get_all(name)
+                .iter()
+                .take(position)
+                .cloned()
+                .collect();
+            replaced.push((name.clone(), kept));
         }
-        if changed {
-            replaced.push((name.clone(), values));
+        if let Some((_, kept)) = replaced.last_mut() {
+            kept.extend(new);
         }
     }
     for (name, values) in replaced {
@@ -519,7 +536,13 @@ where
     let mut out = Wiped::new(Vec::with_capacity(capacity));
     let mut body = std::pin::pin!(Limited::new(body, limit));
     loop {
-        match tokio::time::timeout(pause, body.frame()).await {
+        // A frame already there (a small body usually came with the head) needs no timer.
+        let ready = std::future::poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await;
+        let next = match ready {
+            Poll::Ready(frame) => Ok(frame),
+            Poll::Pending => tokio::time::timeout(pause, body.frame()).await,
+        };
+        match next {
             Err(_) => return Err(ProxyError::BodyTimeout),
             Ok(None) => return Ok(out),
             Ok(Some(Ok(frame))) => {
@@ -533,6 +556,35 @@ where
             Ok(Some(Err(_))) => return Err(ProxyError::Malformed),
         }
     }
+}
+
+/// Reads an upstream answer whole: 502 beyond `limit` bytes or if it breaks off. An answer that
+/// came in one frame (the usual JSON answer) is kept as it came rather than copied.
+async fn read_answer(body: UpstreamBody, limit: usize) -> Result<Bytes, ProxyError> {
+    let mut body = std::pin::pin!(body);
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ProxyError::Unscrubbable)?.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(ProxyError::Unscrubbable);
+        }
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut both = BytesMut::with_capacity(total);
+                both.extend_from_slice(&first);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
+        }
+    }
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 /// Whether the request carries one of the gateway's client keys, compared by SHA-256 digest in
@@ -588,6 +640,85 @@ mod tests {
             map.append(*name, HeaderValue::from_static(value));
         }
         map
+    }
+
+    /// `scrub_headers` as it was first written: a list of values for every name.
+    fn scrub_headers_naive(
+        headers: &mut HeaderMap,
+        scrubber: &Scrubber,
+        vault: &mut Vault,
+        counts: &mut Counts,
+    ) {
+        let mut replaced: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
+        for name in headers.keys() {
+            if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+                continue;
+            }
+            let mut changed = false;
+            let mut values = Vec::new();
+            for value in headers.get_all(name) {
+                let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+                    changed = true;
+                    continue;
+                };
+                let scrubbed = scrubber.scrub_in(text, vault);
+                match scrubbed.text {
+                    Cow::Owned(new) => {
+                        counts.add(&scrubbed.counts);
+                        changed = true;
+                        values.extend(HeaderValue::try_from(new).ok());
+                    }
+                    Cow::Borrowed(_) => values.push(value.clone()),
+                }
+            }
+            if changed {
+                replaced.push((name.clone(), values));
+            }
+        }
+        for (name, values) in replaced {
+            headers.remove(&name);
+            for value in values {
+                headers.append(name.clone(), value);
+            }
+        }
+    }
+
+    #[test]
+    fn header_scrubbing_matches_the_naive_version() {
+        use crate::scrub::{Policy, Style};
+        let email = "jane.doe@example.com";
+        let mut values = [
+            HeaderValue::from_static("plain"),
+            HeaderValue::from_static(email),
+            HeaderValue::from_bytes(b"caf\xc3\xa9 jane.doe@example.com").unwrap(),
+            HeaderValue::from_bytes(b"\xff not UTF-8").unwrap(),
+        ];
+        let mut seed = 0x5eed_1e7e_u64;
+        for style in [Style::Label, Style::Placeholder] {
+            let scrubber = Scrubber::new(&Policy::default().with_style(style)).unwrap();
+            for round in 0..300 {
+                let mut headers = HeaderMap::new();
+                let fields = crate::xorshift(&mut seed) % 9;
+                for _ in 0..fields {
+                    let name = ["x-a", "x-b", "content-type", "authorization", "x-api-key"]
+                        [(crate::xorshift(&mut seed) % 5) as usize];
+                    let value = values[(crate::xorshift(&mut seed) % 4) as usize].clone();
+                    headers.append(name, value);
+                }
+                values.rotate_left(round % 2);
+                let (mut fast, mut naive) = (headers.clone(), headers);
+                let (mut fast_vault, mut naive_vault) = (Vault::new(), Vault::new());
+                let (mut fast_counts, mut naive_counts) = (Counts::default(), Counts::default());
+                scrub_headers(&mut fast, &scrubber, &mut fast_vault, &mut fast_counts);
+                scrub_headers_naive(&mut naive, &scrubber, &mut naive_vault, &mut naive_counts);
+                assert_eq!(
+                    fast.iter().collect::<Vec<_>>(),
+                    naive.iter().collect::<Vec<_>>()
+                );
+                assert_eq!(fast_counts, naive_counts);
+                assert_eq!(fast_vault.len(), naive_vault.len());
+            }
+        }
     }
 
     #[test]

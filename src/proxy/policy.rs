@@ -78,14 +78,31 @@ const PII_MASKING: HeaderName = HeaderName::from_static("x-pii-masking");
 const COMPLIANCE_MODE: HeaderName = HeaderName::from_static("x-compliance-mode");
 const LOGGING_LEVEL: HeaderName = HeaderName::from_static("x-logging-level");
 
-/// Every non-empty element of every copy of `name`, trimmed; `None` when the header is absent.
-/// A copy that is not visible ASCII is a 400: a privacy header Lethe cannot read must not be
-/// skipped as if it had not been sent.
+/// Which of `names` the request carries, found in one pass over its field names: most
+/// requests carry none, and looking at a dozen names costs less than hashing each of `names`.
+fn present<const N: usize>(headers: &HeaderMap, names: [&HeaderName; N]) -> [bool; N] {
+    let mut found = [false; N];
+    for name in headers.keys() {
+        // Every privacy header starts with `x-`, which leaves most names at one compare.
+        if !name.as_str().starts_with("x-") {
+            continue;
+        }
+        for (wanted, found) in names.iter().zip(&mut found) {
+            *found |= name == *wanted;
+        }
+    }
+    found
+}
+
+/// Every non-empty element of every copy of `name`, trimmed; `None` when the header is absent
+/// (`sent` is false). A copy that is not visible ASCII is a 400: a privacy header Lethe cannot
+/// read must not be skipped as if it had not been sent.
 fn elements<'h>(
     headers: &'h HeaderMap,
     name: &HeaderName,
+    sent: bool,
 ) -> Result<Option<impl Iterator<Item = &'h str>>, ProxyError> {
-    if !headers.contains_key(name) {
+    if !sent {
         return Ok(None);
     }
     let copies = headers.get_all(name);
@@ -106,7 +123,8 @@ fn elements<'h>(
 /// enough: recording less is the side ambiguity falls on. No level records more than the
 /// default, so other values (and unreadable copies) change nothing.
 pub fn errors_only(headers: &HeaderMap) -> bool {
-    headers
+    let [sent] = present(headers, [&LOGGING_LEVEL]);
+    sent && headers
         .get_all(&LOGGING_LEVEL)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -179,7 +197,11 @@ impl RequestPolicy {
     pub fn from_headers(floor: &Floor, headers: &HeaderMap) -> Result<RequestPolicy, ProxyError> {
         let mut policy = RequestPolicy::floor(floor);
         let lower = floor.allow_client_lower;
-        if let Some(values) = elements(headers, &PII_DETECTION)? {
+        let [detection, types, masking, compliance] = present(
+            headers,
+            [&PII_DETECTION, &PII_TYPES, &PII_MASKING, &COMPLIANCE_MODE],
+        );
+        if let Some(values) = elements(headers, &PII_DETECTION, detection)? {
             let mut off = None;
             for v in values {
                 off = all_off(off, switch(v).ok_or(ProxyError::BadPrivacyHeader)?);
@@ -188,7 +210,7 @@ impl RequestPolicy {
                 policy.scrub = false;
             }
         }
-        if let Some(values) = elements(headers, &PII_TYPES)? {
+        if let Some(values) = elements(headers, &PII_TYPES, types)? {
             let asked = values.fold(KindSet::EMPTY, |set, n| set.union(kinds_named(n)));
             policy.kinds = if lower {
                 asked
@@ -196,7 +218,7 @@ impl RequestPolicy {
                 policy.kinds.union(asked)
             };
         }
-        if let Some(values) = elements(headers, &PII_MASKING)? {
+        if let Some(values) = elements(headers, &PII_MASKING, masking)? {
             let mut named: Option<Style> = None;
             let mut off = None;
             for v in values {
@@ -225,7 +247,7 @@ impl RequestPolicy {
                 policy.scrub = false;
             }
         }
-        if let Some(values) = elements(headers, &COMPLIANCE_MODE)? {
+        if let Some(values) = elements(headers, &COMPLIANCE_MODE, compliance)? {
             for v in values {
                 match v.to_ascii_lowercase().as_str() {
                     "hipaa" => {

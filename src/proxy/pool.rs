@@ -47,11 +47,14 @@ pub type Connector = HttpsConnector<HttpConnector<Resolver>>;
 
 type H2Sender = http2::SendRequest<Full<Bytes>>;
 
-/// Scheme and authority: what a connection can be reused for.
-#[derive(Clone, PartialEq, Eq)]
-struct Origin {
+/// Scheme and authority: what a connection can be reused for. Made once per route.
+#[derive(Clone)]
+pub struct Origin {
     scheme: Scheme,
     authority: Authority,
+    /// The `Host` field of an HTTP/1.1 request: the authority without the scheme's default
+    /// port.
+    host: Arc<str>,
 }
 
 struct Idle {
@@ -107,37 +110,38 @@ impl Pool {
         pool
     }
 
-    /// Sends `request` (absolute URI) on a pooled or new connection. Resolves when the
-    /// response head is in; the body is read through the returned [`UpstreamBody`].
+    /// Sends `request` (its URI the path and query alone) to `origin` on a pooled or new
+    /// connection. Resolves when the response head is in; the body is read through the
+    /// returned [`UpstreamBody`].
     pub async fn send(
         self: &Arc<Self>,
+        origin: &Origin,
         request: Request<Bytes>,
     ) -> Result<Response<UpstreamBody>, Unanswered> {
-        let origin = Origin::of(request.uri()).ok_or(Unanswered)?;
         // Plain HTTP is HTTP/1.1 only (HTTP/2 comes from TLS negotiation).
         let shared = (origin.scheme == Scheme::HTTPS)
-            .then(|| self.shared_sender(&origin))
+            .then(|| self.shared_sender(origin))
             .flatten();
         if let Some(sender) = shared {
-            return send_http2(sender, request).await;
+            return send_http2(sender, origin, request).await;
         }
         // Written once, sent as is on a reused connection and, if unsent there, on a new one.
-        let wire = Wire::of(&request, &origin);
-        if let Some(conn) = self.checkout(&origin) {
-            match self.send_http1(&origin, conn, &wire).await {
+        let wire = Wire::of(&request, origin);
+        if let Some(conn) = self.checkout(origin) {
+            match self.send_http1(origin, conn, &wire).await {
                 Ok(response) => return Ok(response),
                 Err(SendError::Unsent) => {}
                 Err(SendError::Failed) => return Err(Unanswered),
             }
         }
-        match self.connect(&origin).await? {
+        match self.connect(origin).await? {
             Fresh::Http1(conn) => self
-                .send_http1(&origin, conn, &wire)
+                .send_http1(origin, conn, &wire)
                 .await
                 .map_err(|_| Unanswered),
             Fresh::Http2(sender) => {
-                self.share(origin, sender.clone());
-                send_http2(sender, request).await
+                self.share(origin.clone(), sender.clone());
+                send_http2(sender, origin, request).await
             }
         }
     }
@@ -222,12 +226,12 @@ impl Pool {
         None
     }
 
-    fn put(&self, origin: Origin, conn: h1::Conn) {
+    fn put(&self, origin: &Origin, conn: h1::Conn) {
         let mut idle = lock(&self.idle);
-        let at = match idle.iter().position(|(o, _)| *o == origin) {
+        let at = match idle.iter().position(|(o, _)| o == origin) {
             Some(at) => at,
             None => {
-                idle.push((origin, Vec::new()));
+                idle.push((origin.clone(), Vec::new()));
                 idle.len() - 1
             }
         };
@@ -256,11 +260,32 @@ enum Fresh {
     Http2(H2Sender),
 }
 
+/// Copies of one route's origin share their `host`, which settles most comparisons without
+/// comparing the authority (case-insensitively, byte by byte). `host` follows from the scheme
+/// and the authority, so those two decide the rest.
+impl PartialEq for Origin {
+    fn eq(&self, other: &Origin) -> bool {
+        Arc::ptr_eq(&self.host, &other.host)
+            || (self.scheme == other.scheme && self.authority == other.authority)
+    }
+}
+
+impl Eq for Origin {}
+
 impl Origin {
-    fn of(uri: &Uri) -> Option<Origin> {
+    /// The origin of an absolute `uri`; `None` without a scheme or an authority.
+    pub fn of(uri: &Uri) -> Option<Origin> {
+        let scheme = uri.scheme()?.clone();
+        let authority = uri.authority()?.clone();
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        let host = match authority.port_u16() {
+            Some(port) if port == default_port => authority.host(),
+            _ => authority.as_str(),
+        };
         Some(Origin {
-            scheme: uri.scheme()?.clone(),
-            authority: uri.authority()?.clone(),
+            host: Arc::from(host),
+            scheme,
+            authority,
         })
     }
 }
@@ -276,20 +301,11 @@ impl Wire {
     /// HTTP/1.1 wants the path alone on the request line and the authority in `Host` (without
     /// the scheme's default port).
     fn of(request: &Request<Bytes>, origin: &Origin) -> Wire {
-        let default_port = if origin.scheme == Scheme::HTTPS {
-            443
-        } else {
-            80
-        };
-        let host = match origin.authority.port_u16() {
-            Some(port) if port == default_port => origin.authority.host(),
-            _ => origin.authority.as_str(),
-        };
         let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
         let bytes = h1::encode_request(
             request.method(),
             path,
-            host,
+            &origin.host,
             request.headers(),
             request.body(),
         );
@@ -300,10 +316,16 @@ impl Wire {
     }
 }
 
+/// Sends on a shared HTTP/2 connection, which wants the absolute URI.
 async fn send_http2(
     mut sender: H2Sender,
-    request: Request<Bytes>,
+    origin: &Origin,
+    mut request: Request<Bytes>,
 ) -> Result<Response<UpstreamBody>, Unanswered> {
+    let mut uri = std::mem::take(request.uri_mut()).into_parts();
+    uri.scheme = Some(origin.scheme.clone());
+    uri.authority = Some(origin.authority.clone());
+    *request.uri_mut() = Uri::from_parts(uri).map_err(|_| Unanswered)?;
     sender.ready().await.map_err(|_| Unanswered)?;
     let response = sender
         .send_request(request.map(Full::new))
@@ -351,7 +373,7 @@ impl Body for UpstreamBody {
                 let polled = body.poll_data(cx);
                 if let Poll::Ready(None) = polled {
                     if let (Some(conn), Some(pool)) = (body.reusable(), pool.upgrade()) {
-                        pool.put(origin.clone(), conn);
+                        pool.put(origin, conn);
                     }
                 }
                 polled.map(|data| data.map(|data| data.map(Frame::data)))

@@ -24,7 +24,7 @@ use secrecy::ExposeSecret;
 
 use super::error::ProxyError;
 use super::policy::PRIVACY_HEADERS;
-use super::pool::{Pool, UpstreamBody};
+use super::pool::{Origin, Pool, UpstreamBody};
 use crate::config::{Config, Format, ProviderKey, Route};
 use crate::dns::Resolver;
 use crate::metrics::ATTRIBUTION_HEADER_PREFIX;
@@ -82,20 +82,30 @@ fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     if headers.is_empty() {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
     // One pass over the (few) headers present, not one lookup per name that might be.
-    let unwanted: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| not_forwarded(name) || named.contains(name) || also(name))
-        .cloned()
-        .collect();
-    for name in unwanted {
+    let unwanted = |named: &[HeaderName]| -> Vec<HeaderName> {
+        headers
+            .keys()
+            .filter(|name| not_forwarded(name) || named.contains(name) || also(name))
+            .cloned()
+            .collect()
+    };
+    let mut names = unwanted(&[]);
+    // Names listed in `Connection` go too. `Connection` is itself never forwarded, so the
+    // first pass tells whether there is one to read.
+    if names.contains(&header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        names = unwanted(&named);
+    }
+    // Removed in map order: `HeaderMap::remove` moves the last field into the gap, so this
+    // order decides the order of the fields forwarded.
+    for name in names {
         headers.remove(name);
     }
 }
@@ -104,6 +114,56 @@ fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
 pub struct Upstream {
     pool: Arc<Pool>,
     first_byte_timeout: Duration,
+    /// What each of [`Config::routes`] sends to, by the same index.
+    targets: Vec<Target>,
+}
+
+/// A route's side of every request, worked out once: where it goes and what key it carries.
+struct Target {
+    /// `None` when the base URL has no scheme or authority (the config rules that out).
+    origin: Option<Origin>,
+    /// The base URL's path without its trailing `/`, put before the client's path.
+    prefix: String,
+    key: Key,
+}
+
+/// The credential a route puts on a request.
+enum Key {
+    /// The provider key replaces the client's credentials: its header, and its value marked
+    /// sensitive (`None` if the key cannot be a header value).
+    Provider(HeaderName, Option<HeaderValue>),
+    /// The client's own credentials go through, marked sensitive.
+    Passthrough,
+}
+
+impl Target {
+    fn of(route: &Route) -> Target {
+        let key = match &route.key {
+            ProviderKey::Secret(key) => {
+                let (name, value) = match route.format {
+                    Format::OpenAi => (
+                        header::AUTHORIZATION,
+                        format!("Bearer {}", key.expose_secret()),
+                    ),
+                    Format::Anthropic => (
+                        HeaderName::from_static("x-api-key"),
+                        key.expose_secret().to_owned(),
+                    ),
+                };
+                let value = HeaderValue::try_from(value).ok().map(|mut value| {
+                    value.set_sensitive(true);
+                    value
+                });
+                Key::Provider(name, value)
+            }
+            ProviderKey::Passthrough => Key::Passthrough,
+        };
+        Target {
+            origin: Origin::of(&route.base_url),
+            prefix: route.base_url.path().trim_end_matches('/').to_owned(),
+            key,
+        }
+    }
 }
 
 /// An upstream answer and the route that gave it.
@@ -152,26 +212,38 @@ impl Upstream {
         Upstream {
             pool,
             first_byte_timeout: config.upstream.first_byte_timeout,
+            targets: config.routes.iter().map(Target::of).collect(),
         }
     }
 
-    /// Sends the request to `chain[0]`, falling back along `chain` before the first byte.
-    /// `client_headers` went through [`strip_for_upstream`].
+    /// Sends the request to `chain[0]` (indexes into the routes of the config this was built
+    /// with), falling back along `chain` before the first byte. `client_headers` went through
+    /// [`strip_for_upstream`].
     pub async fn send(
         &self,
-        config: &Config,
         chain: &[usize],
         method: &Method,
         path_and_query: &PathAndQuery,
-        client_headers: &HeaderMap,
+        mut client_headers: HeaderMap,
         body: Bytes,
     ) -> Result<Answer, ProxyError> {
         let mut last = ProxyError::UpstreamUnreachable;
         for (attempt, &index) in chain.iter().enumerate() {
-            let route = &config.routes[index];
+            let target = self
+                .targets
+                .get(index)
+                .ok_or(ProxyError::UpstreamUnreachable)?;
             let is_last = attempt + 1 == chain.len();
-            let request = build(route, method, path_and_query, client_headers, body.clone())?;
-            match tokio::time::timeout(self.first_byte_timeout, self.pool.send(request)).await {
+            // The last attempt takes the client's headers; one that may fall back works on a
+            // copy, since the next route may put other credentials on them.
+            let headers = if is_last {
+                std::mem::take(&mut client_headers)
+            } else {
+                client_headers.clone()
+            };
+            let (origin, request) = build(target, method, path_and_query, headers, body.clone())?;
+            let sent = self.pool.send(origin, request);
+            match tokio::time::timeout(self.first_byte_timeout, sent).await {
                 Ok(Ok(response)) => {
                     let status = response.status();
                     let retry =
@@ -192,58 +264,37 @@ impl Upstream {
     }
 }
 
-fn build(
-    route: &Route,
+/// The request for `target`: its origin, and the request with the path and query alone as URI.
+fn build<'t>(
+    target: &'t Target,
     method: &Method,
     path_and_query: &PathAndQuery,
-    client_headers: &HeaderMap,
+    mut headers: HeaderMap,
     body: Bytes,
-) -> Result<Request<Bytes>, ProxyError> {
-    let base = &route.base_url;
-    let prefix = base.path().trim_end_matches('/');
+) -> Result<(&'t Origin, Request<Bytes>), ProxyError> {
     // A base URL without a path (the usual case) takes the client's path as it was parsed.
-    let path_and_query = if prefix.is_empty() {
+    let path_and_query = if target.prefix.is_empty() {
         path_and_query.clone()
     } else {
-        PathAndQuery::try_from(format!("{prefix}{path_and_query}"))
+        PathAndQuery::try_from(format!("{}{path_and_query}", target.prefix))
             .map_err(|_| ProxyError::Malformed)?
     };
-    let uri = Uri::builder()
-        .scheme(
-            base.scheme()
-                .cloned()
-                .ok_or(ProxyError::UpstreamUnreachable)?,
-        )
-        .authority(
-            base.authority()
-                .cloned()
-                .ok_or(ProxyError::UpstreamUnreachable)?,
-        )
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| ProxyError::Malformed)?;
-    let mut headers = client_headers.clone();
-    if let ProviderKey::Secret(key) = &route.key {
-        headers.remove(header::AUTHORIZATION);
-        headers.remove("x-api-key");
-        let (name, value) = match route.format {
-            Format::OpenAi => (
-                header::AUTHORIZATION,
-                format!("Bearer {}", key.expose_secret()),
-            ),
-            Format::Anthropic => (
-                HeaderName::from_static("x-api-key"),
-                key.expose_secret().to_owned(),
-            ),
-        };
-        let mut value =
-            HeaderValue::try_from(value).map_err(|_| ProxyError::UpstreamUnreachable)?;
-        value.set_sensitive(true);
-        headers.insert(name, value);
-    } else {
-        for name in [header::AUTHORIZATION, HeaderName::from_static("x-api-key")] {
-            if let Some(v) = headers.get_mut(&name) {
-                v.set_sensitive(true);
+    let origin = target
+        .origin
+        .as_ref()
+        .ok_or(ProxyError::UpstreamUnreachable)?;
+    match &target.key {
+        Key::Provider(name, value) => {
+            headers.remove(header::AUTHORIZATION);
+            headers.remove("x-api-key");
+            let value = value.clone().ok_or(ProxyError::UpstreamUnreachable)?;
+            headers.insert(name.clone(), value);
+        }
+        Key::Passthrough => {
+            for name in [header::AUTHORIZATION, HeaderName::from_static("x-api-key")] {
+                if let Some(v) = headers.get_mut(&name) {
+                    v.set_sensitive(true);
+                }
             }
         }
     }
@@ -256,9 +307,9 @@ fn build(
     }
     let mut request = Request::new(body);
     *request.method_mut() = method.clone();
-    *request.uri_mut() = uri;
+    *request.uri_mut() = Uri::from(path_and_query);
     *request.headers_mut() = headers;
-    Ok(request)
+    Ok((origin, request))
 }
 
 #[cfg(test)]
@@ -271,6 +322,49 @@ mod tests {
     fn privacy_and_attribution_headers_start_with_x() {
         assert!(PRIVACY_HEADERS.iter().all(|h| h.as_str().starts_with("x-")));
         assert!(ATTRIBUTION_HEADER_PREFIX.starts_with("x-"));
+    }
+
+    /// The fields left are in the order that removing each unwanted name, in map order, one
+    /// by one gives them, however many go (more than fit on the stack too), with and without
+    /// names listed in `Connection`.
+    #[test]
+    fn stripping_leaves_the_order_of_removals_in_map_order() {
+        for listed in [false, true] {
+            let mut headers = HeaderMap::new();
+            for i in 0..12 {
+                for (name, value) in [
+                    (format!("x-drop-{i}"), "d"),
+                    (format!("x-keep-{i}"), "k"),
+                    ("host".to_owned(), "h"),
+                ] {
+                    let name = HeaderName::try_from(name).unwrap();
+                    headers.append(name, HeaderValue::from_static(value));
+                }
+            }
+            let drop = |name: &HeaderName| name.as_str().starts_with("x-drop-");
+            if listed {
+                let list: Vec<String> = (0..12).map(|i| format!("x-drop-{i}")).collect();
+                let list = HeaderValue::try_from(list.join(", ")).unwrap();
+                headers.append(header::CONNECTION, list);
+            }
+            let mut expected = headers.clone();
+            let unwanted: Vec<HeaderName> = expected
+                .keys()
+                .filter(|name| not_forwarded(name) || drop(name))
+                .cloned()
+                .collect();
+            for name in unwanted {
+                expected.remove(name);
+            }
+            if listed {
+                strip_hop_by_hop(&mut headers);
+            } else {
+                strip(&mut headers, drop);
+            }
+            let left: Vec<_> = headers.iter().collect();
+            assert_eq!(left, expected.iter().collect::<Vec<_>>());
+            assert_eq!(left.len(), 12);
+        }
     }
 
     #[test]

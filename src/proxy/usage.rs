@@ -336,18 +336,21 @@ impl Prices {
             .map(|(name, price)| (name, *price))
     }
 
-    /// The `model` tag for a request naming `model`: a name from the config or the table, else
-    /// `other`; `none` without a model.
-    pub fn tag(&self, model: Option<&str>) -> Arc<str> {
+    /// The `model` tag for a request naming `model` (a name from the config or the table, else
+    /// `other`; `none` without a model) and its price (see [`Prices::lookup`]), from one search
+    /// of the table.
+    pub fn tag(&self, model: Option<&str>) -> (Arc<str>, Option<Price>) {
         let Some(model) = model else {
-            return Arc::from(crate::metrics::NO_ROUTE);
+            return (Arc::from(crate::metrics::NO_ROUTE), None);
         };
+        let found = self.lookup(model);
+        let price = found.map(|(_, price)| price);
         if let Some(name) = self.named.get(model) {
-            return name.clone();
+            return (name.clone(), price);
         }
-        match self.lookup(model) {
-            Some((name, _)) => name.clone(),
-            None => Arc::from(OTHER),
+        match found {
+            Some((name, _)) => (name.clone(), price),
+            None => (Arc::from(OTHER), None),
         }
     }
 }
@@ -425,10 +428,13 @@ mod tests {
             "claude-sonnet-4-5"
         );
         assert!(p.lookup("o10").is_none());
-        assert_eq!(&*p.tag(Some("my-model")), "my-model");
-        assert_eq!(&*p.tag(Some("jane.doe@example.com")), "other");
-        assert_eq!(&*p.tag(Some("gpt-*")), "other");
-        assert_eq!(&*p.tag(None), "none");
+        assert_eq!(&*p.tag(Some("my-model")).0, "my-model");
+        assert_eq!(&*p.tag(Some("jane.doe@example.com")).0, "other");
+        assert_eq!(&*p.tag(Some("gpt-*")).0, "other");
+        assert_eq!(&*p.tag(None).0, "none");
+        let (tag, price) = p.tag(Some("gpt-4o-mini-2024-07-18"));
+        assert_eq!(&*tag, "gpt-4o-mini");
+        assert_eq!(price, p.lookup("gpt-4o-mini").map(|(_, price)| price));
         let cost = Price {
             input: 2.5,
             output: 10.0,

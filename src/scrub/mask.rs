@@ -27,8 +27,17 @@ impl std::hash::Hash for Value {
 }
 
 /// The value map of reversible placeholders for one scope (one request). Wiped on drop.
+///
+/// Its maps are made with the first value: most requests use no placeholder, and an empty vault
+/// then costs nothing to make or to drop.
 #[derive(Default)]
 pub struct Vault {
+    stored: Option<Box<Stored>>,
+}
+
+/// What a vault holds once a value came.
+#[derive(Default)]
+struct Stored {
     numbers: HashMap<(Kind, Value), u32>,
     values: [Vec<Zeroizing<String>>; Kind::COUNT],
     /// The private-key block still streaming in, as an index into its kind's values.
@@ -49,7 +58,9 @@ impl Vault {
 
     /// How many distinct values the vault holds.
     pub fn len(&self) -> usize {
-        self.values.iter().map(Vec::len).sum()
+        self.stored
+            .as_ref()
+            .map_or(0, |stored| stored.values.iter().map(Vec::len).sum())
     }
 
     /// Whether the vault holds nothing.
@@ -57,31 +68,40 @@ impl Vault {
         self.len() == 0
     }
 
+    fn stored(&mut self) -> &mut Stored {
+        self.stored.get_or_insert_with(Box::default)
+    }
+
     /// The number of `value` as a `kind` placeholder, assigning the next one if it is new.
     pub fn number(&mut self, kind: Kind, value: &str) -> u32 {
+        let stored = self.stored();
         let key = (kind, Value(Zeroizing::new(value.to_owned())));
-        if let Some(&n) = self.numbers.get(&key) {
+        if let Some(&n) = stored.numbers.get(&key) {
             return n;
         }
-        let values = &mut self.values[kind as usize];
+        let values = &mut stored.values[kind as usize];
         values.push(Zeroizing::new(value.to_owned()));
         let n = u32::try_from(values.len()).unwrap_or(u32::MAX);
-        self.numbers.insert(key, n);
+        stored.numbers.insert(key, n);
         n
     }
 
     /// Numbers a private-key block by its header; the body arrives through [`Vault::extend_block`].
     /// Blocks are never shared: two keys may have the same header.
     fn open_block(&mut self, kind: Kind, header: &str) -> u32 {
-        let values = &mut self.values[kind as usize];
+        let stored = self.stored();
+        let values = &mut stored.values[kind as usize];
         values.push(Zeroizing::new(header.to_owned()));
-        self.open_block = Some(values.len() - 1);
+        stored.open_block = Some(values.len() - 1);
         u32::try_from(values.len()).unwrap_or(u32::MAX)
     }
 
     fn extend_block(&mut self, text: &str) {
-        if let Some(i) = self.open_block {
-            if let Some(value) = self.values[Kind::PrivateKey as usize].get_mut(i) {
+        let Some(stored) = self.stored.as_mut() else {
+            return;
+        };
+        if let Some(i) = stored.open_block {
+            if let Some(value) = stored.values[Kind::PrivateKey as usize].get_mut(i) {
                 value.push_str(text);
             }
         }
@@ -90,7 +110,9 @@ impl Vault {
     /// The original behind placeholder `n` of `kind`.
     pub fn get(&self, kind: Kind, n: u32) -> Option<&str> {
         let i = usize::try_from(n).ok()?.checked_sub(1)?;
-        self.values[kind as usize].get(i).map(|v| v.as_str())
+        self.stored.as_ref()?.values[kind as usize]
+            .get(i)
+            .map(|v| v.as_str())
     }
 }
 
