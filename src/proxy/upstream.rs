@@ -20,7 +20,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::error::ProxyError;
 use super::policy::PRIVACY_HEADERS;
@@ -129,9 +129,10 @@ struct Target {
 
 /// The credential a route puts on a request.
 enum Key {
-    /// The provider key replaces the client's credentials: its header, and its value marked
-    /// sensitive (`None` if the key cannot be a header value).
-    Provider(HeaderName, Option<HeaderValue>),
+    /// The provider key replaces the client's credentials, under the header of the route's
+    /// wire format. The key stays a `SecretString`: its header value is made per request and
+    /// freed (so wiped) with the request.
+    Provider(Format, SecretString),
     /// The client's own credentials go through, marked sensitive.
     Passthrough,
 }
@@ -139,23 +140,7 @@ enum Key {
 impl Target {
     fn of(route: &Route) -> Target {
         let key = match &route.key {
-            ProviderKey::Secret(key) => {
-                let (name, value) = match route.format {
-                    Format::OpenAi => (
-                        header::AUTHORIZATION,
-                        format!("Bearer {}", key.expose_secret()),
-                    ),
-                    Format::Anthropic => (
-                        HeaderName::from_static("x-api-key"),
-                        key.expose_secret().to_owned(),
-                    ),
-                };
-                let value = HeaderValue::try_from(value).ok().map(|mut value| {
-                    value.set_sensitive(true);
-                    value
-                });
-                Key::Provider(name, value)
-            }
+            ProviderKey::Secret(key) => Key::Provider(route.format, key.clone()),
             ProviderKey::Passthrough => Key::Passthrough,
         };
         Target {
@@ -284,11 +269,23 @@ fn build<'t>(
         .as_ref()
         .ok_or(ProxyError::UpstreamUnreachable)?;
     match &target.key {
-        Key::Provider(name, value) => {
+        Key::Provider(format, key) => {
             headers.remove(header::AUTHORIZATION);
             headers.remove("x-api-key");
-            let value = value.clone().ok_or(ProxyError::UpstreamUnreachable)?;
-            headers.insert(name.clone(), value);
+            let (name, value) = match format {
+                Format::OpenAi => (
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", key.expose_secret()),
+                ),
+                Format::Anthropic => (
+                    HeaderName::from_static("x-api-key"),
+                    key.expose_secret().to_owned(),
+                ),
+            };
+            let mut value =
+                HeaderValue::try_from(value).map_err(|_| ProxyError::UpstreamUnreachable)?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
         }
         Key::Passthrough => {
             for name in [header::AUTHORIZATION, HeaderName::from_static("x-api-key")] {
